@@ -1,0 +1,49 @@
+"""``Value`` of the picked engine (mirrors ``micrograd.engine``).
+
+The compiled engine (``cmicrograd._engine``) unless ``CMICROGRAD_PURE_PYTHON=1`` is set
+or the extension is missing, in which case the pure-Python reference is used with a
+warning. With ``CMICROGRAD_REQUIRE_EXTENSION=1`` (set in CI and in wheel tests) a
+missing extension is an ImportError instead: a broken build must not pass for a
+working one.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+if _flag("CMICROGRAD_PURE_PYTHON"):
+    if _flag("CMICROGRAD_REQUIRE_EXTENSION"):
+        raise ImportError(
+            "CMICROGRAD_PURE_PYTHON and CMICROGRAD_REQUIRE_EXTENSION are both set"
+        )
+    from .reference.engine import Value
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from ._engine import Value  # type: ignore[no-redef]
+
+        IMPLEMENTATION = "cython"
+    except ImportError as exc:
+        if _flag("CMICROGRAD_REQUIRE_EXTENSION"):
+            raise ImportError(
+                "cmicrograd's compiled engine (cmicrograd._engine) could not be "
+                f"imported and CMICROGRAD_REQUIRE_EXTENSION is set: {exc}"
+            ) from exc
+        warnings.warn(
+            "cmicrograd's compiled engine is not available "
+            f"({exc}); using the pure-Python engine, which is much slower",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        from .reference.engine import Value  # type: ignore[no-redef]
+
+        IMPLEMENTATION = "python"
+
+__all__ = ["Value", "IMPLEMENTATION"]

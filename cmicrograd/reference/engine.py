@@ -1,0 +1,451 @@
+"""The pure-Python engine: micrograd's ``Value``, the parity baseline and the fallback.
+
+Every op is built as micrograd builds it (``a - b`` is ``a + (-b)``, ``a / b`` is
+``a * b**-1``, ``-a`` is ``a * -1``, a number operand becomes a constant leaf on the
+right), so graphs have micrograd's nodes. Unlike micrograd, ``_prev`` is a tuple of the
+distinct children in operand order and backward visits them in that order, so the
+gradient summation order depends on the graph alone, and ``data`` is always a float.
+
+Layout (the compiled engine, ``src/_engine.pyx``, follows the same order and names):
+op codes; forward rules (a node's value from its operands' data); backward rules (a
+node's local derivative, accumulated into its operands' grads); the ``Value`` class;
+the topological sort and ``backward``; pickling.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+
+from .._numbers import (
+    ERR_EXP_RANGE,
+    ERR_LOG_DOMAIN,
+    ERR_ZERO_DIV,
+    exponent_error,
+    float_pow,
+    math_error,
+    operand_error,
+    to_float,
+)
+
+__all__ = ["Value"]
+
+# ---- op codes (the same numbers in src/_engine.pyx) ---------------------------------
+LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM = range(10)
+OP_NAMES = ("", "+", "*", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "")
+
+
+# ---- forward rules: out.data from the operands' data (k: the exponent of POW) -------
+def add_forward(a: float, b: float, k: float) -> float:
+    return a + b
+
+
+def mul_forward(a: float, b: float, k: float) -> float:
+    return a * b
+
+
+def pow_forward(a: float, b: float, k: float) -> float:
+    return float_pow(a, k)
+
+
+def relu_forward(a: float, b: float, k: float) -> float:
+    return 0.0 if a < 0 else a
+
+
+def tanh_forward(a: float, b: float, k: float) -> float:
+    return math.tanh(a)  # saturates to +-1.0 instead of overflowing
+
+
+def exp_forward(a: float, b: float, k: float) -> float:
+    try:
+        return math.exp(a)
+    except OverflowError:
+        raise math_error(ERR_EXP_RANGE, a) from None
+
+
+def log_forward(a: float, b: float, k: float) -> float:
+    if a > 0 or a != a:  # positive, +inf or nan
+        return math.log(a)
+    raise math_error(ERR_LOG_DOMAIN, a)
+
+
+def sigmoid_forward(a: float, b: float, k: float) -> float:
+    if a >= 0:  # split at 0 so exp never overflows
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+FORWARD: Tuple[Optional[Callable[[float, float, float], float]], ...] = (
+    None, add_forward, mul_forward, pow_forward, relu_forward, tanh_forward,
+    exp_forward, log_forward, sigmoid_forward, None,
+)
+
+
+# ---- backward rules: out's local derivative, accumulated (+=) into its operands -----
+def add_backward(out: Value) -> None:
+    a, b = out._a, out._b
+    a._grad += out._grad
+    b._grad += out._grad
+
+
+def mul_backward(out: Value) -> None:
+    a, b = out._a, out._b
+    a._grad += b._data * out._grad
+    b._grad += a._data * out._grad
+
+
+def pow_backward(out: Value) -> None:
+    a, k = out._a, out._k
+    a._grad += (k * float_pow(a._data, k - 1.0)) * out._grad
+
+
+def relu_backward(out: Value) -> None:
+    out._a._grad += float(out._data > 0) * out._grad
+
+
+def tanh_backward(out: Value) -> None:
+    t = out._data
+    out._a._grad += (1.0 - t * t) * out._grad
+
+
+def exp_backward(out: Value) -> None:
+    out._a._grad += out._data * out._grad
+
+
+def log_backward(out: Value) -> None:
+    a = out._a
+    if a._data == 0.0:
+        raise math_error(ERR_ZERO_DIV, a._data, out._grad)
+    a._grad += out._grad / a._data
+
+
+def sigmoid_backward(out: Value) -> None:
+    s = out._data
+    out._a._grad += (s * (1.0 - s)) * out._grad
+
+
+BACKWARD: Tuple[Optional[Callable[[Value], None]], ...] = (
+    None, add_backward, mul_backward, pow_backward, relu_backward, tanh_backward,
+    exp_backward, log_backward, sigmoid_backward, None,
+)
+
+Number = Union[int, float]
+Operand = Union["Value", int, float]
+
+
+def _noop() -> None:
+    """The local backward step of a leaf: nothing to propagate."""
+
+
+class Value:
+    """A scalar and its gradient: one node of a computation graph.
+
+    ``data`` and ``grad`` are always Python floats. Values hash and compare by
+    identity. ``backward()`` accumulates into ``grad``: zero the grads between
+    calls (``Module.zero_grad()``) unless you mean to sum two passes.
+    """
+
+    __slots__ = ("_data", "_grad", "_a", "_b", "_k", "_code", "_opname", "_kids", "_label", "_user")
+
+    # numpy defers to our reflected operators: np.float64(2) * v is a Value.
+    __array_ufunc__ = None
+
+    def __init__(
+        self,
+        data: Number,
+        _children: Iterable[Value] = (),
+        _op: str = "",
+        label: str = "",
+    ) -> None:
+        self._data = to_float(data, "Value data")
+        self._grad = 0.0
+        children = _distinct_children(_children, Value)
+        if type(_op) is not str:
+            raise TypeError(f"_op must be a str, not {type(_op).__name__}")
+        if type(label) is not str:
+            raise TypeError(f"label must be a str, not {type(label).__name__}")
+        self._a = self._b = None
+        self._k = 0.0
+        self._code = CUSTOM if (children or _op) else LEAF
+        self._opname = _op
+        self._kids = children
+        self._label = label
+        self._user = None
+
+    # -- building nodes --------------------------------------------------------------
+    @staticmethod
+    def _node(data: float, code: int, a: Value, b: Optional[Value], k: float, op: str) -> Value:
+        out = _new(Value)
+        out._data = data
+        out._grad = 0.0
+        out._a = a
+        out._b = b
+        out._k = k
+        out._code = code
+        out._opname = op
+        out._kids = (a,) if (b is None or b is a) else (a, b)
+        out._label = ""
+        out._user = None
+        return out
+
+    def _operand(self, other: object, op: str, reflected: bool) -> Value:
+        """``other`` as a Value: a number becomes a new constant leaf."""
+        if type(other) is Value:
+            return other  # type: ignore[return-value]
+        if type(other) is float:
+            return _leaf(other)  # type: ignore[arg-type]
+        try:
+            return _leaf(to_float(other, "operand"))
+        except TypeError:
+            if reflected:
+                raise operand_error(op, other, self) from None
+            raise operand_error(op, self, other) from None
+
+    # ---- forward rules, one per op (same order as the rule tables above) -------------
+    def __add__(self, other: Operand) -> Value:
+        other = self._operand(other, "+", False)
+        return Value._node(add_forward(self._data, other._data, 0.0), ADD, self, other, 0.0, "+")
+
+    def __mul__(self, other: Operand) -> Value:
+        other = self._operand(other, "*", False)
+        return Value._node(mul_forward(self._data, other._data, 0.0), MUL, self, other, 0.0, "*")
+
+    def __pow__(self, other: Number, modulo: None = None) -> Value:
+        if modulo is not None:
+            raise TypeError("pow() with a modulus is not supported for Value")
+        if type(other) is Value:
+            raise exponent_error(other)
+        try:
+            k = to_float(other, "the exponent")
+        except TypeError:
+            raise exponent_error(other) from None
+        return Value._node(pow_forward(self._data, 0.0, k), POW, self, None, k, f"**{other}")
+
+    def relu(self) -> Value:
+        return Value._node(relu_forward(self._data, 0.0, 0.0), RELU, self, None, 0.0, "ReLU")
+
+    def tanh(self) -> Value:
+        return Value._node(tanh_forward(self._data, 0.0, 0.0), TANH, self, None, 0.0, "tanh")
+
+    def exp(self) -> Value:
+        return Value._node(exp_forward(self._data, 0.0, 0.0), EXP, self, None, 0.0, "exp")
+
+    def log(self) -> Value:
+        return Value._node(log_forward(self._data, 0.0, 0.0), LOG, self, None, 0.0, "log")
+
+    def sigmoid(self) -> Value:
+        return Value._node(
+            sigmoid_forward(self._data, 0.0, 0.0), SIGMOID, self, None, 0.0, "sigmoid"
+        )
+
+    # ---- composites, built from the ops above exactly as micrograd builds them -------
+    def __neg__(self) -> Value:  # -self
+        return self * -1
+
+    def __radd__(self, other: Operand) -> Value:  # other + self
+        return self + self._operand(other, "+", True)
+
+    def __sub__(self, other: Operand) -> Value:  # self - other
+        if type(other) is Value:
+            return self + (-other)
+        c = self._operand(other, "-", False)._data
+        return self + (-c)
+
+    def __rsub__(self, other: Operand) -> Value:  # other - self
+        c = self._operand(other, "-", True)
+        return (-self) + c
+
+    def __rmul__(self, other: Operand) -> Value:  # other * self
+        return self * self._operand(other, "*", True)
+
+    def __truediv__(self, other: Operand) -> Value:  # self / other
+        if type(other) is Value:
+            return self * other**-1
+        c = self._operand(other, "/", False)._data
+        return self * float_pow(c, -1.0)
+
+    def __rtruediv__(self, other: Operand) -> Value:  # other / self
+        c = self._operand(other, "/", True)
+        return self**-1 * c
+
+    def __rpow__(self, other: object) -> Value:
+        raise operand_error("** or pow()", other, self)
+
+    # ---- backward --------------------------------------------------------------------
+    def backward(self) -> None:
+        """Set this node's grad to 1.0 and accumulate gradients into the whole graph.
+
+        Iterative (no recursion limit). Grads are *added to*: a second call adds the
+        same gradients again, as in micrograd, so zero them between passes.
+        """
+        topo = _topological_order(self)
+        self._grad = 1.0
+        for v in reversed(topo):
+            if v._user is not None:
+                v._user()
+            else:
+                rule = BACKWARD[v._code]
+                if rule is not None:
+                    rule(v)
+
+    # ---- attributes ------------------------------------------------------------------
+    @property
+    def data(self) -> float:
+        """The node's value (a float; ints, bools and numpy scalars are converted)."""
+        return self._data
+
+    @data.setter
+    def data(self, value: Number) -> None:
+        self._data = to_float(value, "Value data")
+
+    @property
+    def grad(self) -> float:
+        """d(output)/d(this node), accumulated by ``backward()`` (a float)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Number) -> None:
+        self._grad = to_float(value, "Value grad")
+
+    @property
+    def label(self) -> str:
+        """A name for drawing and debugging (a str, '' by default)."""
+        return self._label
+
+    @label.setter
+    def label(self, value: str) -> None:
+        if type(value) is not str:
+            raise TypeError(f"label must be a str, not {type(value).__name__}")
+        self._label = value
+
+    @property
+    def _op(self) -> str:
+        """The op that made this node, as micrograd names it ('+', '*', '**2', 'ReLU')."""
+        return self._opname
+
+    @property
+    def _prev(self) -> Tuple[Value, ...]:
+        """The distinct children, in operand order (a tuple)."""
+        return self._kids
+
+    @property
+    def _backward(self) -> Callable[[], None]:
+        """This node's local backward step as a no-argument callable (micrograd's API).
+
+        Assign a callable to give a node a custom backward (as the lecture does).
+        """
+        if self._user is not None:
+            return self._user  # type: ignore[no-any-return]
+        rule = BACKWARD[self._code]
+        return _noop if rule is None else partial(rule, self)
+
+    @_backward.setter
+    def _backward(self, fn: Callable[[], None]) -> None:
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__}")
+        self._user = fn
+        self._code = CUSTOM
+
+    def __repr__(self) -> str:
+        return f"Value(data={self._data}, grad={self._grad})"
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return (_rebuild, (_flatten(self),))
+
+
+_new = object.__new__
+
+
+def _leaf(data: float) -> Value:
+    out = _new(Value)
+    out._data = data
+    out._grad = 0.0
+    out._a = out._b = None
+    out._k = 0.0
+    out._code = LEAF
+    out._opname = ""
+    out._kids = ()
+    out._label = ""
+    out._user = None
+    return out
+
+
+def _distinct_children(children: Iterable[Any], cls: type) -> Tuple[Any, ...]:
+    """``_children`` as a tuple of distinct Values in the given order."""
+    if isinstance(children, (str, bytes)) or not hasattr(children, "__iter__"):
+        raise TypeError(
+            f"_children must be an iterable of Values, not {type(children).__name__}"
+        )
+    out: List[Any] = []
+    for c in children:
+        if type(c) is not cls:
+            raise TypeError(f"_children must contain only Values, not {type(c).__name__}")
+        if not any(c is seen for seen in out):
+            out.append(c)
+    return tuple(out)
+
+
+def _topological_order(root: Value) -> List[Value]:
+    """Nodes reachable from ``root``, children before parents.
+
+    The exact order micrograd's recursive ``build_topo`` yields when children are
+    visited in ``_prev`` order, computed with an explicit stack.
+    """
+    topo: List[Value] = []
+    visited = {root}
+    stack = [(root, iter(root._kids))]
+    while stack:
+        node, children = stack[-1]
+        for child in children:
+            if child not in visited:
+                visited.add(child)
+                stack.append((child, iter(child._kids)))
+                break
+        else:
+            stack.pop()
+            topo.append(node)
+    return topo
+
+
+# ---- pickling: a graph as a flat list, so deep graphs never recurse ----------------
+def _flatten(root: Value) -> List[Any]:
+    """The graph under ``root`` in topological order.
+
+    Leaves other than the root stay Value objects (so parameters keep their identity
+    within one pickle); every other node becomes a tuple
+    ``(data, grad, code, child indices, k, op, label, custom backward)``.
+    """
+    topo = _topological_order(root)
+    index = {id(v): i for i, v in enumerate(topo)}
+    spec: List[Any] = []
+    for v in topo:
+        if v is not root and v._code == LEAF and not v._kids:
+            spec.append(v)
+        else:
+            operands = v._kids if v._code == LEAF or v._code == CUSTOM else (v._a, v._b)
+            children = tuple(index[id(c)] for c in operands if c is not None)
+            spec.append((v._data, v._grad, v._code, children, v._k, v._opname, v._label, v._user))
+    return spec
+
+
+def _rebuild(spec: List[Any]) -> Value:
+    nodes: List[Value] = []
+    for entry in spec:
+        if type(entry) is Value:
+            nodes.append(entry)
+            continue
+        data, grad, code, children, k, op, label, user = entry
+        kids = [nodes[i] for i in children]
+        if code == LEAF or code == CUSTOM:
+            v = Value(data, kids, op, label)
+            if user is not None:
+                v._backward = user
+        else:  # a built-in op: operands as recorded (b is a for a + a, None for unary)
+            v = Value._node(data, code, kids[0], kids[1] if len(kids) > 1 else None, k, op)
+            v._label = label
+        v._data = data
+        v._grad = grad
+        nodes.append(v)
+    return nodes[-1]
