@@ -324,7 +324,9 @@ cdef class Value:
         return f"Value(data={self.n.data}, grad={self.n.grad})"
 
     def __reduce__(self):
-        return (_rebuild, (_flatten(self),))
+        if self.n.code == LEAF:
+            return (_rebuild_leaf, (self.n.data, self.n.grad, self.label))
+        return (_rebuild, _flatten(self))
 
 
 @cython.final
@@ -789,78 +791,134 @@ cdef int _backward_with_callbacks(NodeArray* topo) except -1:
     return 0
 
 
-# ---- pickling: a graph as a flat list, so deep graphs never recurse ------------------
-cdef list _flatten(Value root):
-    """The graph under root in topological order.
+# ---- pickling: a graph as packed arrays, so deep graphs never recurse ----------------
+# The format (version 1), shared in spirit with the reference engine:
+#   n       the number of nodes, in topological order (the root last)
+#   nums    n * 4 doubles: data, grad, k, kgrad
+#   meta    n * 2 bytes: op code, flags (CONST_B | INT_EXP; never VISITED)
+#   kids    n * 2 int64: operand indices (-1: none)
+#   leaves  [(index, Value)]: leaves other than the root, kept as objects so that
+#           parameters keep their identity within one pickle
+#   extras  {index: (label, op string or None, custom backward or None,
+#                    CUSTOM children indices or None)}
+# Bytes are immutable, so copy.deepcopy of a huge graph copies nothing but the leaves.
+PICKLE_FORMAT = 1
 
-    Leaves other than the root stay Value objects (so parameters keep their identity
-    within one pickle); every other node becomes a tuple
-    ``(data, grad, code, child indices, k, kgrad, flags, label, op, custom backward)``.
-    The visited mark is never saved.
-    """
-    cdef Py_ssize_t i
+
+cdef tuple _flatten(Value root):
+    cdef NodeArray topo
+    cdef Py_ssize_t i, n
     cdef Node* node
+    cdef double* nums
+    cdef unsigned char* meta
+    cdef long long* kids
     cdef dict index = {}
-    cdef list spec = []
-    topo = _topological_order(root)
-    for i, v in enumerate(topo):
-        index[id(v)] = i
-    for v in topo:
-        node = &(<Value>v).n
-        if v is not root and node.code == LEAF:
-            spec.append(v)
-            continue
-        if node.code == CUSTOM:
-            children = tuple([index[id(c)] for c in v._prev])
-        elif node.code == LEAF:
-            children = ()
-        elif node.b != NULL:
-            children = (index[id(_value(node.a))], index[id(_value(node.b))])
-        else:
-            children = (index[id(_value(node.a))],)
-        rec = (<Value>v)._extra if type((<Value>v)._extra) is _Record else None
-        spec.append((
-            node.data, node.grad, node.code, children, node.k, node.kgrad,
-            node.flags & (CONST_B | INT_EXP), v.label,
-            (<_Record>rec).op if rec is not None else None,
-            (<_Record>rec).backward if rec is not None else None,
-        ))
-    return spec
+    cdef list leaves = []
+    cdef dict extras = {}
+    _borrow_scratch(&topo)
+    try:
+        _topological_sort(&root.n, &topo)
+        _clear_visited(topo.items, topo.n)
+        n = topo.n
+        nums_b = bytearray(n * 4 * sizeof(double))
+        meta_b = bytearray(n * 2)
+        kids_b = bytearray(n * 2 * sizeof(long long))
+        nums = <double*><char*>nums_b
+        meta = <unsigned char*><char*>meta_b
+        kids = <long long*><char*>kids_b
+        for i in range(n):
+            index[<Py_ssize_t>topo.items[i]] = i
+        for i in range(n):
+            node = topo.items[i]
+            nums[4 * i] = node.data
+            nums[4 * i + 1] = node.grad
+            nums[4 * i + 2] = node.k
+            nums[4 * i + 3] = node.kgrad
+            meta[2 * i] = node.code
+            meta[2 * i + 1] = node.flags & (CONST_B | INT_EXP)
+            kids[2 * i] = index[<Py_ssize_t>node.a] if node.a != NULL and node.code != CUSTOM else -1
+            kids[2 * i + 1] = index[<Py_ssize_t>node.b] if node.b != NULL and node.code != CUSTOM else -1
+            v = _value(node)
+            if node.code == LEAF and node != &root.n:
+                leaves.append((i, v))
+                continue
+            extra = (<Value>v)._extra
+            if extra is None:
+                continue
+            if type(extra) is str:
+                extras[i] = (extra, None, None, None)
+                continue
+            rec = <_Record>extra
+            children = None
+            if node.code == CUSTOM and rec.children is not None:
+                children = tuple([index[<Py_ssize_t>&(<Value>c).n] for c in rec.children])
+            extras[i] = (rec.label, rec.op, rec.backward, children)
+    finally:
+        _return_scratch(&topo)
+    return (PICKLE_FORMAT, n, bytes(nums_b), bytes(meta_b), bytes(kids_b), leaves, extras)
 
 
-def _rebuild(list spec):
+def _rebuild_leaf(data, grad, label):
+    v = Value(data, (), "", label)
+    v.grad = grad
+    return v
+
+
+def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b,
+             list leaves, dict extras):
     """The graph ``_flatten`` described; returns its root."""
-    cdef list nodes = []
+    cdef const double* nums
+    cdef const unsigned char* meta
+    cdef const long long* kids
+    cdef Py_ssize_t i, j
     cdef Value v
-    for entry in spec:
-        if type(entry) is Value:
-            nodes.append(entry)
+    if (version != PICKLE_FORMAT or n < 1 or len(nums_b) != n * 4 * sizeof(double)
+            or len(meta_b) != n * 2 or len(kids_b) != n * 2 * sizeof(long long)):
+        raise ValueError("not a cmicrograd graph pickle (or one from another version)")
+    nums = <const double*><const char*>nums_b
+    meta = <const unsigned char*><const char*>meta_b
+    kids = <const long long*><const char*>kids_b
+    cdef list nodes = [None] * n
+    for i, leaf in leaves:
+        nodes[i] = leaf
+    for i in range(n):
+        if nodes[i] is not None:
             continue
-        data, grad, code, children, k, kgrad, flags, label, op, backward = entry
-        kids = [nodes[i] for i in children]
-        if code == LEAF or code == CUSTOM:
-            v = Value(data, kids, op if op is not None else "", label)
+        if meta[2 * i] > CUSTOM:
+            raise ValueError(f"bad op code {meta[2 * i]} in a graph pickle")
+        label, op, backward, children = extras.get(i, ("", None, None, None))
+        if meta[2 * i] == LEAF or meta[2 * i] == CUSTOM:
+            v = Value(0.0, [nodes[j] for j in children] if children else (),
+                      op if op is not None else "", label)
         else:
             v = Value.__new__(Value)
             PyObject_GC_UnTrack(<PyObject*>v)
-            v.n.code = code
-            v.n.k = k
-            v.n.kgrad = kgrad
-            v.n.flags = flags
-            Py_INCREF(kids[0])
-            v.n.a = &(<Value>kids[0]).n
-            if len(kids) > 1:
-                Py_INCREF(kids[1])
-                v.n.b = &(<Value>kids[1]).n
+            v.n.code = meta[2 * i]
+            v.n.flags = meta[2 * i + 1] & (CONST_B | INT_EXP)
+            for j in range(2):
+                if kids[2 * i + j] >= 0:
+                    if kids[2 * i + j] >= i:
+                        raise ValueError("a graph pickle's operands must come before their node")
+                    child = nodes[kids[2 * i + j]]
+                    Py_INCREF(child)
+                    if j == 0:
+                        v.n.a = &(<Value>child).n
+                    else:
+                        v.n.b = &(<Value>child).n
+            if v.n.a == NULL or (v.n.code <= MUL and v.n.b == NULL and not (v.n.flags & CONST_B)):
+                raise ValueError("a graph pickle's op node lacks an operand")
             if op is not None:
                 _make_record(v).op = op
-            v.label = label
-        v.n.data = data
-        v.n.grad = grad
+            if label:
+                v.label = label
+        v.n.data = nums[4 * i]
+        v.n.grad = nums[4 * i + 1]
+        v.n.k = nums[4 * i + 2]
+        v.n.kgrad = nums[4 * i + 3]
         if backward is not None:
             v._backward = backward
-        nodes.append(v)
-    return nodes[len(nodes) - 1]
+        nodes[i] = v
+    return nodes[n - 1]
 
 
 # ---- testing hooks -------------------------------------------------------------------

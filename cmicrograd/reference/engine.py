@@ -15,6 +15,7 @@ the topological sort and ``backward``; pickling.
 from __future__ import annotations
 
 import math
+from array import array
 from functools import partial
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
@@ -224,18 +225,23 @@ class Value:
         return Value._node(pow_forward(self._data, 0.0, k), POW, self, None, k, f"**{other}")
 
     def relu(self) -> Value:
+        """max(0, x); its gradient at 0 is 0 (micrograd's ReLU)."""
         return Value._node(relu_forward(self._data, 0.0, 0.0), RELU, self, None, 0.0, "ReLU")
 
     def tanh(self) -> Value:
+        """The hyperbolic tangent; saturates to +-1.0 for large inputs."""
         return Value._node(tanh_forward(self._data, 0.0, 0.0), TANH, self, None, 0.0, "tanh")
 
     def exp(self) -> Value:
+        """e**x; OverflowError if the result is too large for a float."""
         return Value._node(exp_forward(self._data, 0.0, 0.0), EXP, self, None, 0.0, "exp")
 
     def log(self) -> Value:
+        """The natural logarithm; ValueError for x <= 0."""
         return Value._node(log_forward(self._data, 0.0, 0.0), LOG, self, None, 0.0, "log")
 
     def sigmoid(self) -> Value:
+        """1 / (1 + e**-x), computed without overflow for any x."""
         return Value._node(
             sigmoid_forward(self._data, 0.0, 0.0), SIGMOID, self, None, 0.0, "sigmoid"
         )
@@ -352,7 +358,9 @@ class Value:
         return f"Value(data={self._data}, grad={self._grad})"
 
     def __reduce__(self) -> Tuple[Any, ...]:
-        return (_rebuild, (_flatten(self),))
+        if self._code == LEAF:
+            return (_rebuild_leaf, (self._data, self._grad, self._label))
+        return (_rebuild, _flatten(self))
 
 
 _new = object.__new__
@@ -409,43 +417,75 @@ def _topological_order(root: Value) -> List[Value]:
     return topo
 
 
-# ---- pickling: a graph as a flat list, so deep graphs never recurse ----------------
-def _flatten(root: Value) -> List[Any]:
-    """The graph under ``root`` in topological order.
+# ---- pickling: a graph as packed arrays, so deep graphs never recurse ---------------
+# The same layout as the compiled engine's (version 1): the node count; per node four
+# doubles (data, grad, k, kgrad), two bytes (op code, flags) and two int64 operand
+# indices; the leaves other than the root as objects, so parameters keep their identity
+# within one pickle; and the rare parts in a dict {index: (label, op string, custom
+# backward, CUSTOM children)}. Bytes are immutable, so deepcopy copies only the leaves.
+PICKLE_FORMAT = 1
 
-    Leaves other than the root stay Value objects (so parameters keep their identity
-    within one pickle); every other node becomes a tuple
-    ``(data, grad, code, child indices, k, op, label, custom backward)``.
-    """
+
+def _flatten(root: Value) -> Tuple[Any, ...]:
     topo = _topological_order(root)
     index = {id(v): i for i, v in enumerate(topo)}
-    spec: List[Any] = []
-    for v in topo:
-        if v is not root and v._code == LEAF and not v._kids:
-            spec.append(v)
+    nums = array("d")
+    meta = array("B")
+    kids = array("q")
+    leaves: List[Tuple[int, Value]] = []
+    extras: dict = {}
+    for i, v in enumerate(topo):
+        nums.extend((v._data, v._grad, v._k, 0.0))
+        meta.extend((v._code, 0))
+        if v._code == LEAF or v._code == CUSTOM:
+            kids.extend((-1, -1))
         else:
-            operands = v._kids if v._code == LEAF or v._code == CUSTOM else (v._a, v._b)
-            children = tuple(index[id(c)] for c in operands if c is not None)
-            spec.append((v._data, v._grad, v._code, children, v._k, v._opname, v._label, v._user))
-    return spec
+            kids.extend((index[id(v._a)], -1 if v._b is None else index[id(v._b)]))
+        if v._code == LEAF and v is not root:
+            leaves.append((i, v))
+        elif v._label or v._code in (POW, CUSTOM) or v._user is not None:
+            children = tuple(index[id(c)] for c in v._kids) if v._code == CUSTOM else None
+            extras[i] = (v._label, v._opname if v._code in (POW, CUSTOM) else None, v._user, children)
+    return (PICKLE_FORMAT, len(topo), nums.tobytes(), meta.tobytes(), kids.tobytes(), leaves, extras)
 
 
-def _rebuild(spec: List[Any]) -> Value:
-    nodes: List[Value] = []
-    for entry in spec:
-        if type(entry) is Value:
-            nodes.append(entry)
+def _rebuild_leaf(data: float, grad: float, label: str) -> Value:
+    v = Value(data, (), "", label)
+    v._grad = to_float(grad, "Value grad")
+    return v
+
+
+def _rebuild(version: int, n: int, nums_b: bytes, meta_b: bytes, kids_b: bytes,
+             leaves: List[Tuple[int, Value]], extras: dict) -> Value:
+    """The graph ``_flatten`` described; returns its root."""
+    nums, meta, kids = array("d"), array("B"), array("q")
+    nums.frombytes(nums_b)
+    meta.frombytes(meta_b)
+    kids.frombytes(kids_b)
+    if version != PICKLE_FORMAT or n < 1 or (len(nums), len(meta), len(kids)) != (4 * n, 2 * n, 2 * n):
+        raise ValueError("not a cmicrograd graph pickle (or one from another version)")
+    nodes: List[Any] = [None] * n
+    for i, leaf in leaves:
+        nodes[i] = leaf
+    for i in range(n):
+        if nodes[i] is not None:
             continue
-        data, grad, code, children, k, op, label, user = entry
-        kids = [nodes[i] for i in children]
+        code = meta[2 * i]
+        if code > CUSTOM:
+            raise ValueError(f"bad op code {code} in a graph pickle")
+        label, op, user, children = extras.get(i, ("", None, None, None))
         if code == LEAF or code == CUSTOM:
-            v = Value(data, kids, op, label)
-            if user is not None:
-                v._backward = user
-        else:  # a built-in op: operands as recorded (b is a for a + a, None for unary)
-            v = Value._node(data, code, kids[0], kids[1] if len(kids) > 1 else None, k, op)
+            v = Value(0.0, [nodes[j] for j in children] if children else (), op or "", label)
+        else:
+            a, b = kids[2 * i], kids[2 * i + 1]
+            if not 0 <= a < i or b >= i or (code in (ADD, MUL) and b < 0):
+                raise ValueError("a graph pickle's operands must come before their node")
+            v = Value._node(0.0, code, nodes[a], nodes[b] if b >= 0 else None, nums[4 * i + 2],
+                            op if op is not None else OP_NAMES[code])
             v._label = label
-        v._data = data
-        v._grad = grad
-        nodes.append(v)
-    return nodes[-1]
+        v._data = nums[4 * i]
+        v._grad = nums[4 * i + 1]
+        if user is not None:
+            v._backward = user
+        nodes[i] = v
+    return nodes[n - 1]
