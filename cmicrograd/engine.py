@@ -22,12 +22,12 @@ if _flag("CMICROGRAD_PURE_PYTHON"):
         raise ImportError(
             "CMICROGRAD_PURE_PYTHON and CMICROGRAD_REQUIRE_EXTENSION are both set"
         )
-    from .reference.engine import Value
+    from .reference import engine as _impl
 
     IMPLEMENTATION = "python"
 else:
     try:
-        from ._engine import Value  # type: ignore[no-redef]
+        from . import _engine as _impl  # type: ignore[no-redef]
 
         IMPLEMENTATION = "cython"
     except ImportError as exc:
@@ -42,8 +42,13 @@ else:
             RuntimeWarning,
             stacklevel=2,
         )
-        from .reference.engine import Value  # type: ignore[no-redef]
+        from .reference import engine as _impl  # type: ignore[no-redef]
 
         IMPLEMENTATION = "python"
 
-__all__ = ["Value", "IMPLEMENTATION"]
+Value = _impl.Value
+weighted_sum = _impl.weighted_sum
+zero_grad = _impl.zero_grad
+sgd_update = _impl.sgd_update
+
+__all__ = ["Value", "IMPLEMENTATION", "weighted_sum", "zero_grad", "sgd_update"]

@@ -33,7 +33,7 @@ cdef extern from "Python.h":
 
 from cmicrograd import _numbers
 
-__all__ = ["Value"]
+__all__ = ["Value", "weighted_sum", "zero_grad", "sgd_update"]
 
 # ---- op codes (the same numbers in cmicrograd/reference/engine.py) ----------------
 cdef enum:
@@ -789,6 +789,54 @@ cdef int _backward_with_callbacks(NodeArray* topo) except -1:
         for i in range(topo.n):
             Py_DECREF(<object>_obj(topo.items[i]))
     return 0
+
+
+# ---- helpers for the nn library: micrograd's loops, run in C --------------------------
+def weighted_sum(w, x, b):
+    """``b + w[0]*x[0] + w[1]*x[1] + ...``, built exactly as micrograd's Neuron builds it
+    (``sum((wi*xi for wi, xi in zip(w, x)), b)``), but w and x must have equal lengths."""
+    cdef Py_ssize_t i, n
+    ws = w if type(w) is list or type(w) is tuple else list(w)
+    xs = x if type(x) is list or type(x) is tuple else list(x)
+    n = len(ws)
+    if len(xs) != n:
+        raise ValueError(
+            f"weighted_sum needs as many inputs as weights: {n} weights, {len(xs)} inputs")
+    act = b
+    for i in range(n):
+        wi = ws[i]
+        xi = xs[i]
+        if type(wi) is Value and type(xi) is Value:
+            p = _binary(MUL, <Value>wi, <Value>xi)
+        elif type(wi) is Value and type(xi) is float:
+            p = _with_constant(MUL, <Value>wi, PyFloat_AS_DOUBLE(xi))
+        else:
+            p = wi * xi
+        if type(act) is Value and type(p) is Value:
+            act = _binary(ADD, <Value>act, <Value>p)
+        else:
+            act = act + p
+    return act
+
+
+def zero_grad(values):
+    """Set every value's grad to 0.0."""
+    for v in values:
+        if type(v) is Value:
+            (<Value>v).n.grad = 0.0
+        else:
+            v.grad = 0.0
+
+
+def sgd_update(values, lr):
+    """``v.data -= lr * v.grad`` for every value (plain SGD)."""
+    cdef double rate = _to_float(lr, "the learning rate")
+    cdef Node* node
+    for v in values:
+        if type(v) is not Value:
+            raise TypeError(f"sgd_update needs Values, not {type(v).__name__}")
+        node = &(<Value>v).n
+        node.data = node.data - rate * node.grad
 
 
 # ---- pickling: a graph as packed arrays, so deep graphs never recurse ----------------

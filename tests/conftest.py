@@ -31,14 +31,23 @@ except ImportError as exc:  # pragma: no cover - depends on the build
     compiled_engine = None
 
 
-def _namespace(name: str, engine_module: types.ModuleType | None) -> types.SimpleNamespace:
-    return types.SimpleNamespace(name=name, engine=engine_module,
+import cmicrograd.reference.nn as reference_nn
+
+if compiled_engine is not None and cmicrograd.IMPLEMENTATION == "cython":
+    import cmicrograd.nn as compiled_nn
+else:
+    compiled_nn = None
+
+
+def _namespace(name: str, engine_module: types.ModuleType | None,
+               nn_module: types.ModuleType | None) -> types.SimpleNamespace:
+    return types.SimpleNamespace(name=name, engine=engine_module, nn=nn_module,
                                  Value=getattr(engine_module, "Value", None))
 
 
 ENGINES = {
-    "cython": _namespace("cython", compiled_engine),
-    "python": _namespace("python", reference_engine),
+    "cython": _namespace("cython", compiled_engine, compiled_nn),
+    "python": _namespace("python", reference_engine, reference_nn),
 }
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from array import array
 from functools import partial
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .._numbers import (
     ERR_EXP_RANGE,
@@ -30,7 +30,7 @@ from .._numbers import (
     to_float,
 )
 
-__all__ = ["Value"]
+__all__ = ["Value", "weighted_sum", "zero_grad", "sgd_update"]
 
 # ---- op codes (the same numbers in src/_engine.pyx) ---------------------------------
 LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM = range(10)
@@ -415,6 +415,33 @@ def _topological_order(root: Value) -> List[Value]:
             stack.pop()
             topo.append(node)
     return topo
+
+
+# ---- helpers for the nn library (the compiled engine runs them as C loops) ----------
+def weighted_sum(w: Sequence[Any], x: Sequence[Any], b: Any) -> Any:
+    """``b + w[0]*x[0] + w[1]*x[1] + ...``, built exactly as micrograd's Neuron builds it
+    (``sum((wi*xi for wi, xi in zip(w, x)), b)``), but w and x must have equal lengths."""
+    if len(w) != len(x):
+        raise ValueError(f"weighted_sum needs as many inputs as weights: {len(w)} weights, {len(x)} inputs")
+    act = b
+    for wi, xi in zip(w, x):
+        act = act + wi * xi
+    return act
+
+
+def zero_grad(values: Iterable[Value]) -> None:
+    """Set every value's grad to 0.0."""
+    for v in values:
+        v.grad = 0.0
+
+
+def sgd_update(values: Iterable[Value], lr: float) -> None:
+    """``v.data -= lr * v.grad`` for every value (plain SGD)."""
+    lr = to_float(lr, "the learning rate")
+    for v in values:
+        if type(v) is not Value:
+            raise TypeError(f"sgd_update needs Values, not {type(v).__name__}")
+        v._data -= lr * v._grad
 
 
 # ---- pickling: a graph as packed arrays, so deep graphs never recurse ---------------
