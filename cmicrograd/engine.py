@@ -48,7 +48,8 @@ else:
 
 Value = _impl.Value
 weighted_sum = _impl.weighted_sum
+layer_forward = _impl.layer_forward
 zero_grad = _impl.zero_grad
 sgd_update = _impl.sgd_update
 
-__all__ = ["Value", "IMPLEMENTATION", "weighted_sum", "zero_grad", "sgd_update"]
+__all__ = ["Value", "IMPLEMENTATION", "weighted_sum", "layer_forward", "zero_grad", "sgd_update"]

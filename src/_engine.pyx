@@ -23,17 +23,22 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.long cimport PyLong_AsDouble
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.object cimport PyTypeObject, destructor
 from libc.stdint cimport uint8_t, uintptr_t
-from libc.stdlib cimport realloc, free
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memset
 
 cdef extern from "Python.h":
     Py_ssize_t _refcount "Py_REFCNT" (PyObject*)
     void PyObject_GC_Track(void*)
     void PyObject_GC_UnTrack(void*)
+    void PyObject_GC_Del(void*)
+    PyObject* PyObject_Init(PyObject*, PyTypeObject*)
 
 from cmicrograd import _numbers
 
-__all__ = ["Value", "weighted_sum", "zero_grad", "sgd_update"]
+__all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update"]
 
 # ---- op codes (the same numbers in cmicrograd/reference/engine.py) ----------------
 cdef enum:
@@ -47,6 +52,7 @@ cdef enum:
     LOG = 7
     SIGMOID = 8
     CUSTOM = 9
+    DOT = 10      # internal: a fused weighted sum (dot.pxi); looks like '+' from Python
 
 OP_NAMES = ("", "+", "*", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "")
 
@@ -56,19 +62,29 @@ cdef enum:
     CONST_B = 2   # operand b is the inline constant (k, kgrad), not a Value
     INT_EXP = 4   # POW: the exponent was a Python int; _op prints it as one
 
+# ---- tags on entries of the sort's stack and topological order ------------------------
+# A Node* is 8-byte aligned, which leaves three low bits. In the stack, CHILDREN_DONE
+# marks a node whose children are all done. A DOT node's step j takes two entries,
+# (j << 3 | INDEX_TAG) and then (node | STEP_TAG), on the stack and in the order alike.
+cdef enum:
+    CHILDREN_DONE = 1
+    STEP_TAG = 2
+    INDEX_TAG = 4
+    TAG_MASK = 7
+
 include "rules.pxi"
 
 
 # ---- the node ----------------------------------------------------------------------
 cdef struct Node:
-    double data
-    double grad
+    uint8_t code   # first: with a and b, what a topological sort reads, in one cache line
+    uint8_t flags
     Node* a        # first operand; its Value holds one reference per pointer
     Node* b        # second operand (== a for a + a); NULL if unary or CONST_B
+    double data
+    double grad
     double k       # POW: the exponent; CONST_B: the constant operand's value
     double kgrad   # CONST_B: the constant operand's grad
-    uint8_t code
-    uint8_t flags
 
 # Where a Value's Node sits inside the object (set at import), to go from a Node* back
 # to its Value without reference counting on the hot paths.
@@ -133,9 +149,6 @@ cdef class Value:
             self._extra = label if label else None
             self.n.code = LEAF
             PyObject_GC_UnTrack(<PyObject*>self)
-
-    def __dealloc__(self):
-        _dealloc_node(self)
 
     # ---- forward rules, one per op (same order as rules.pxi) ------------------------
     def __add__(self, other):
@@ -222,6 +235,13 @@ cdef class Value:
         _borrow_scratch(&topo)
         try:
             custom = _topological_sort(&self.n, &topo)
+            if custom:
+                # Python callbacks may look inside fused sums: expand them all first
+                _clear_visited(topo.items, topo.n)
+                _return_scratch(&topo)
+                _expand_all(&self.n)
+                _borrow_scratch(&topo)
+                _topological_sort(&self.n, &topo)
             self.n.grad = 1.0
             if custom:
                 _backward_with_callbacks(&topo)
@@ -275,6 +295,8 @@ cdef class Value:
         rec = self._extra if type(self._extra) is _Record else None
         if code == CUSTOM:
             return (<_Record>rec).op if rec is not None else ""
+        if code == DOT:
+            return "+"
         if code == POW:
             if rec is not None and (<_Record>rec).op is not None:
                 return (<_Record>rec).op
@@ -293,6 +315,9 @@ cdef class Value:
             if type(self._extra) is _Record:
                 return (<_Record>self._extra).children
             return ()
+        if code == DOT:
+            _expand_dot(self)  # looking inside a fused sum expands it (dot.pxi)
+            code = self.n.code
         a = _value(self.n.a)
         if code == ADD or code == MUL:
             if self.n.flags & CONST_B:
@@ -338,6 +363,8 @@ cdef class _LocalBackward:
         cdef int err
         if self.node.n.code == CUSTOM or self.node.n.code == LEAF:
             return  # nothing to propagate (a custom node's callable is returned as is)
+        if self.node.n.code == DOT:
+            _expand_dot(self.node)
         err = _backward_step(&self.node.n)
         if err:
             _raise_backward_error(err, &self.node.n)
@@ -382,8 +409,7 @@ cdef tuple _distinct_children(object children):
 
 # ---- building nodes ------------------------------------------------------------------
 cdef inline Value _new_node(double data, int code, Value a, double k):
-    cdef Value out = Value.__new__(Value)
-    PyObject_GC_UnTrack(<PyObject*>out)
+    cdef Value out = _new_value()
     out.n.data = data
     out.n.code = code
     out.n.k = k
@@ -441,8 +467,7 @@ cdef Value _power(Value a, object exponent):
 
 cdef void _materialize_constant(Value v) except *:
     """Turn v's inline constant operand into a real leaf Value (for ``_prev``)."""
-    cdef Value c = Value.__new__(Value)
-    PyObject_GC_UnTrack(<PyObject*>c)
+    cdef Value c = _new_value()
     c.n.data = v.n.k
     c.n.grad = v.n.kgrad
     Py_INCREF(c)
@@ -520,26 +545,82 @@ cdef bint _push_pending(PyObject* o) noexcept:
     return True
 
 
-cdef void _dealloc_node(Value v) noexcept:
-    """Release a dying node's operands and record without recursing."""
+# ---- allocating and freeing Values ----------------------------------------------------
+# Values live in chunks laid out by value_alloc.h (tp_alloc/tp_free), which keeps nodes
+# made one after the other next to each other in memory; see that file for why.
+cdef extern from "value_alloc.h":
+    int cm_alloc_init(Py_ssize_t basicsize)
+    PyObject* cm_value_alloc(PyTypeObject* type, Py_ssize_t nitems)
+    bint cm_is_tracked(PyObject* o) noexcept
+    void cm_value_free(void* op)
+    Py_ssize_t cm_trim()
+    Py_ssize_t cm_bytes_held()
+
+cdef extern from *:
+    """
+    static void __cm_install_allocator(PyTypeObject *t) {
+        t->tp_alloc = cm_value_alloc;
+        t->tp_free = cm_value_free;
+    }
+    """
+    void __cm_install_allocator(PyTypeObject*)
+
+cdef Py_ssize_t EXTRA_OFFSET = 0    # where the _extra field sits (set at import)
+cdef PyTypeObject* VALUE_TYPE = NULL
+
+
+cdef extern from *:
+    """
+    /* A new Value (a new reference, as Cython expects of an extern returning an
+       object): untracked, its node zeroed, its _extra field None. */
+    static PyObject *__cm_new_value(PyTypeObject *type, Py_ssize_t node_offset,
+                                    Py_ssize_t extra_offset) {
+        PyObject *o = cm_value_alloc_raw(type);
+        if (o == NULL) return NULL;
+        memset((char *)o + node_offset, 0, (size_t)(extra_offset - node_offset));
+        Py_INCREF(Py_None);
+        *(PyObject **)((char *)o + extra_offset) = Py_None;
+        return o;
+    }
+    """
+    Value __cm_new_value(PyTypeObject*, Py_ssize_t, Py_ssize_t)
+
+
+cdef inline Value _new_value():
+    """A new, untracked Value with a zeroed node."""
+    return __cm_new_value(VALUE_TYPE, NODE_OFFSET, EXTRA_OFFSET)
+
+
+cdef void _value_dealloc(PyObject* o) noexcept:
+    """The Value type's tp_dealloc: release operands and record without recursion,
+    then give the slot back."""
     global _draining
     cdef bint outermost = not _draining
-    cdef object extra = v._extra
+    cdef PyObject** extra_slot = <PyObject**>(<char*>o + EXTRA_OFFSET)
+    cdef PyObject* extra = extra_slot[0]
+    if cm_is_tracked(o):
+        PyObject_GC_UnTrack(o)  # before any release can run the GC
+    extra_slot[0] = NULL
     _draining = True
-    if type(extra) is _Record:
-        Py_INCREF(extra)
-        if _push_pending(<PyObject*>extra):
-            v._extra = None  # the stack's reference is now the record's last one
-        else:
-            Py_DECREF(extra)
-    extra = None
-    _release_operands(&v.n, outermost)
+    if extra != NULL:
+        if _refcount(extra) > 1 or <object>extra is None or not _push_pending(extra):
+            Py_DECREF(<object>extra)
+    _release_operands(_node_of_item(o), outermost)
+    cm_value_free(o)
+
+
+def _trim_memory():
+    """Free the empty chunks kept for reuse; returns the bytes still held by Values."""
+    cm_trim()
+    return cm_bytes_held()
 
 
 cdef void _release_operands(Node* n, bint outermost=True) noexcept:
     global _draining, _n_pending, _pending, _cap_pending
     cdef PyObject* o
     _draining = True
+    if n.code == DOT:
+        _dot_release(n)
     if n.a != NULL:
         _release(n.a)
     if n.b != NULL:
@@ -661,12 +742,20 @@ cdef int _topological_sort(Node* root, NodeArray* arr) except -1:
             if p & 1:  # all its children are done
                 _push_topo(arr, <Node*>(p ^ 1))
                 continue
+            if p & STEP_TAG:  # a DOT node's step: its term's operands are done
+                arr.stack_n -= 1
+                _push_topo(arr, arr.stack[arr.stack_n])
+                _push_topo(arr, <Node*>p)
+                continue
             node = <Node*>p
             if node.flags & VISITED:
                 continue
             node.flags |= VISITED
             if node.code == LEAF:
                 _push_topo(arr, node)
+                continue
+            if node.code == DOT:
+                _push_dot(arr, node)
                 continue
             _push_stack(arr, <Node*>(p | 1))
             # push the children last-first so the first is visited first
@@ -685,18 +774,39 @@ cdef int _topological_sort(Node* root, NodeArray* arr) except -1:
                     _push_stack(arr, node.a)
     except BaseException:
         _clear_visited(arr.items, arr.n)
-        for i in range(arr.stack_n):
-            p = <uintptr_t>arr.stack[i]
-            if p & 1:
-                (<Node*>(p ^ 1)).flags &= ~VISITED
+        _clear_visited(arr.stack, arr.stack_n)
         raise
     return custom
 
 
+cdef int _push_dot(NodeArray* arr, Node* node) except -1:
+    """Push a DOT node's operands and steps, last first, so that they come off the
+    stack as micrograd's DFS meets the expanded chain: b, then for each term j:
+    w_j, x_j, step j (where m_j and s_j go)."""
+    cdef DotBuffer* buf = _dot_buffer(node)
+    cdef Py_ssize_t j
+    cdef DotTerm* t
+    for j in range(buf.n - 1, -1, -1):
+        t = &buf.terms[j]
+        _push_stack(arr, <Node*>((<uintptr_t>j << 3) | INDEX_TAG))
+        _push_stack(arr, <Node*>(<uintptr_t>node | STEP_TAG))
+        if t.x != NULL and not (t.x.flags & VISITED):
+            _push_stack(arr, t.x)
+        if not (t.w.flags & VISITED):
+            _push_stack(arr, t.w)
+    if not (node.a.flags & VISITED):
+        _push_stack(arr, node.a)
+    return 0
+
+
 cdef inline void _clear_visited(Node** items, Py_ssize_t n) noexcept nogil:
+    """Clear the VISITED bit of every node listed (tagged entries included)."""
     cdef Py_ssize_t i
+    cdef uintptr_t p
     for i in range(n):
-        items[i].flags &= ~VISITED
+        p = <uintptr_t>items[i]
+        if not (p & INDEX_TAG):
+            (<Node*>(p & ~(<uintptr_t>TAG_MASK))).flags &= ~VISITED
 
 
 cdef PyObject* _custom_children(Node* node) noexcept:
@@ -710,10 +820,34 @@ cdef PyObject* _custom_children(Node* node) noexcept:
 cdef tuple _EMPTY = ()
 
 
-def _topological_order(Value root):
-    """The nodes reachable from root, children first (a list; for tests and tools)."""
+cdef int _materialize_all(Node* root) except -1:
+    """Make every inline constant reachable from root a leaf Value."""
     cdef NodeArray topo
     cdef Py_ssize_t i
+    cdef list owners = []
+    _borrow_scratch(&topo)
+    try:
+        _topological_sort(root, &topo)
+        _clear_visited(topo.items, topo.n)
+        for i in range(topo.n):
+            if not ((<uintptr_t>topo.items[i]) & TAG_MASK) and topo.items[i].flags & CONST_B:
+                owners.append(_value(topo.items[i]))
+    finally:
+        _return_scratch(&topo)
+    for v in owners:
+        _materialize_constant(<Value>v)
+    return 0
+
+
+def _topological_order(Value root):
+    """The nodes reachable from root, children first (a list; for tests and tools).
+
+    Fused sums are expanded and inline constants made Values first, so the list is
+    micrograd's graph, constants included."""
+    cdef NodeArray topo
+    cdef Py_ssize_t i
+    _expand_all(&root.n)
+    _materialize_all(&root.n)
     _borrow_scratch(&topo)
     try:
         _topological_sort(&root.n, &topo)
@@ -721,6 +855,9 @@ def _topological_order(Value root):
         return [_value(topo.items[i]) for i in range(topo.n)]
     finally:
         _return_scratch(&topo)
+
+
+include "dot.pxi"
 
 
 # ---- backward ------------------------------------------------------------------------
@@ -751,17 +888,26 @@ cdef int _raise_backward_error(int err, Node* out) except -1:
 
 cdef int _backward_nodes(NodeArray* topo) except -1:
     """Backward over a graph with built-in ops only: no Python runs in the loop."""
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i = topo.n - 1
     cdef Node* node
+    cdef uintptr_t p
     cdef int err
-    for i in range(topo.n - 1, -1, -1):
-        node = topo.items[i]
+    while i >= 0:
+        p = <uintptr_t>topo.items[i]
+        if p & STEP_TAG:  # step j of a fused sum (dot.pxi); j is in the entry below
+            node = <Node*>(p ^ STEP_TAG)
+            node.flags &= ~VISITED
+            _dot_step(node, <Py_ssize_t>((<uintptr_t>topo.items[i - 1]) >> 3))
+            i -= 2
+            continue
+        node = <Node*>p
         node.flags &= ~VISITED
         if node.code != LEAF:
             err = _backward_step(node)
             if err:
                 _clear_visited(topo.items, i)
                 return _raise_backward_error(err, node)
+        i -= 1
     return 0
 
 
@@ -795,13 +941,20 @@ cdef int _backward_with_callbacks(NodeArray* topo) except -1:
 def weighted_sum(w, x, b):
     """``b + w[0]*x[0] + w[1]*x[1] + ...``, built exactly as micrograd's Neuron builds it
     (``sum((wi*xi for wi, xi in zip(w, x)), b)``), but w and x must have equal lengths."""
-    cdef Py_ssize_t i, n
     ws = w if type(w) is list or type(w) is tuple else list(w)
     xs = x if type(x) is list or type(x) is tuple else list(x)
-    n = len(ws)
+    return _weighted_sum(ws, xs, b)
+
+
+cdef object _weighted_sum(object ws, object xs, object b):
+    cdef Py_ssize_t i, n = len(ws)
     if len(xs) != n:
         raise ValueError(
             f"weighted_sum needs as many inputs as weights: {n} weights, {len(xs)} inputs")
+    if n and type(b) is Value:
+        fused = _dot(ws, xs, <Value>b, n)
+        if fused is not None:
+            return fused
     act = b
     for i in range(n):
         wi = ws[i]
@@ -817,6 +970,26 @@ def weighted_sum(w, x, b):
         else:
             act = act + p
     return act
+
+
+def layer_forward(neurons, x):
+    """Every neuron's output on input x: ``activation(weighted_sum(n.w, x, n.b))``,
+    neuron by neuron (what ``Layer`` computes; the activation is a method name, or
+    'linear' for none)."""
+    cdef list out = []
+    xs = x if type(x) is list or type(x) is tuple else list(x)
+    for neuron in neurons:
+        w = neuron.w
+        act = _weighted_sum(w if type(w) is list or type(w) is tuple else list(w), xs, neuron.b)
+        activation = neuron.activation
+        if type(act) is Value and activation == "relu":
+            act = _unary(RELU, <Value>act, 0.0)
+        elif type(act) is Value and activation == "tanh":
+            act = _unary(TANH, <Value>act, 0.0)
+        elif activation != "linear":
+            act = getattr(act, activation)()
+        out.append(act)
+    return out
 
 
 def zero_grad(values):
@@ -863,6 +1036,7 @@ cdef tuple _flatten(Value root):
     cdef dict index = {}
     cdef list leaves = []
     cdef dict extras = {}
+    _expand_all(&root.n)
     _borrow_scratch(&topo)
     try:
         _topological_sort(&root.n, &topo)
@@ -939,8 +1113,7 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
             v = Value(0.0, [nodes[j] for j in children] if children else (),
                       op if op is not None else "", label)
         else:
-            v = Value.__new__(Value)
-            PyObject_GC_UnTrack(<PyObject*>v)
+            v = _new_value()
             v.n.code = meta[2 * i]
             v.n.flags = meta[2 * i + 1] & (CONST_B | INT_EXP)
             for j in range(2):
@@ -984,9 +1157,23 @@ def _sizeof_node():
     return sizeof(Node) + sizeof(PyObject*) + NODE_OFFSET
 
 
-cdef _init_offset():
-    global NODE_OFFSET
+cdef _init_type():
+    global NODE_OFFSET, EXTRA_OFFSET, VALUE_TYPE
+    VALUE_TYPE = <PyTypeObject*>Value
+    if cm_alloc_init(VALUE_TYPE.tp_basicsize) != 0:
+        raise ImportError("cmicrograd._engine: Value is too large for its allocator")
+    __cm_install_allocator(VALUE_TYPE)
+    VALUE_TYPE.tp_dealloc = <destructor>_value_dealloc
     cdef Value probe = Value.__new__(Value)
     NODE_OFFSET = <char*>&probe.n - <char*><PyObject*>probe
+    EXTRA_OFFSET = NODE_OFFSET + sizeof(Node)
+    sentinel = object()
+    probe._extra = sentinel
+    if (<PyObject**>(<char*><PyObject*>probe + EXTRA_OFFSET))[0] != <PyObject*>sentinel:
+        raise ImportError("cmicrograd._engine: unexpected Value layout")
+    probe._extra = None
 
-_init_offset()
+_init_type()
+
+import atexit
+atexit.register(_trim_memory)

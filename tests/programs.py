@@ -24,7 +24,7 @@ import numpy as np
 BINARY = ["+", "*", "-", "/"]
 WITH_CONSTANT = ["+c", "c+", "*c", "c*", "-c", "c-", "/c", "c/"]
 UNARY = ["neg", "pow", "relu", "tanh", "exp", "log", "sigmoid"]
-OTHER = ["sum", "custom"]
+OTHER = ["sum", "custom", "wsum"]
 ALL_OPS = BINARY + WITH_CONSTANT + UNARY + OTHER
 
 EXPONENTS: List[Any] = [2, 3, -1, -2, 0, 1, 0.5, -0.5, 1.5, 2.0, 3.0, -1.5, np.float64(2.0), np.int64(3), 1e-3]
@@ -46,6 +46,7 @@ class Program:
     steps: List[Step]
     inspect_first: bool = False  # read every _prev before backward (materializes constants)
     seed_node: int = -1  # backward from this node (-1: the last)
+    backward_twice: bool = False  # a second backward, accumulating into every node again
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Run:
     backward_error: Optional[Tuple[str, str]] = None
 
 
-def apply(V: type, step: Step, nodes: Sequence[Any]) -> Any:
+def apply(V: type, step: Step, nodes: Sequence[Any], engine: Any = None) -> Any:
     a = nodes[step.i % len(nodes)]
     b = nodes[step.j % len(nodes)]
     c = step.c
@@ -101,6 +102,17 @@ def apply(V: type, step: Step, nodes: Sequence[Any]) -> Any:
     if op == "sum":
         start = step.i % len(nodes)
         return sum(nodes[start : start + 1 + step.j % 4])
+    if op == "wsum":  # weighted_sum: fused in the compiled engine, a chain in the reference
+        n = 1 + step.j % 5
+        start = step.i % len(nodes)
+        ws = [nodes[(start + 2 * k) % len(nodes)] for k in range(n)]
+        xs: List[Any] = [nodes[(step.j + 3 * k) % len(nodes)] for k in range(n)]
+        if isinstance(c, float) and c == c and abs(c) < 10:
+            xs[n // 2] = c  # a float input: an inline constant
+        if step.j % 7 == 3:
+            xs[0] = 2  # an int input: not fused
+        bias = nodes[(step.i + step.j) % len(nodes)] if step.j % 5 != 4 else 0.5
+        return engine.weighted_sum(ws, xs, bias)
     if op == "custom":  # the lecture's pattern: a node with a hand-written backward
         out = V(a.data * 2.0, (a, b), "custom")
 
@@ -114,10 +126,13 @@ def apply(V: type, step: Step, nodes: Sequence[Any]) -> Any:
 
 
 def run(V: type, program: Program) -> Run:
+    import sys
+
+    engine = sys.modules[V.__module__]
     result = Run(nodes=[V(x) for x in program.leaves])
     for n, step in enumerate(program.steps):
         try:
-            result.nodes.append(apply(V, step, result.nodes))
+            result.nodes.append(apply(V, step, result.nodes, engine))
         except Exception as exc:  # the same exception must come from both engines
             result.error = (type(exc).__name__, str(exc), n)
             break
@@ -127,6 +142,8 @@ def run(V: type, program: Program) -> Run:
     root = result.nodes[program.seed_node % len(result.nodes)]
     try:
         root.backward()
+        if program.backward_twice:
+            root.backward()
     except Exception as exc:
         result.backward_error = (type(exc).__name__, str(exc))
     return result
@@ -200,4 +217,5 @@ def random_program(rng: random.Random, max_steps: int = 40) -> Program:
             c = rng.choice([2, -1, True, np.float64(1.5), np.int32(3), np.float32(0.25)])
         steps.append(Step(op, i, j, c))
     return Program(leaves, steps, inspect_first=rng.random() < 0.3,
-                   seed_node=rng.choice([-1, -1, -1, rng.randrange(len(leaves) + len(steps))]))
+                   seed_node=rng.choice([-1, -1, -1, rng.randrange(len(leaves) + len(steps))]),
+                   backward_twice=rng.random() < 0.2)

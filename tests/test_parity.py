@@ -49,6 +49,7 @@ def programs(draw: st.DrawFn, max_steps: int = 30) -> P.Program:
     return P.Program(
         leaves, steps, inspect_first=draw(st.booleans()),
         seed_node=draw(st.integers(-1, len(leaves) + n_steps - 1)),
+        backward_twice=draw(st.booleans()),
     )
 
 
@@ -70,6 +71,29 @@ def chains(draw: st.DrawFn) -> P.Program:
 @FAST(400)
 @given(program=programs())
 def test_random_graphs_give_the_same_bits(both, program):
+    compiled, reference = both
+    P.assert_same_run(P.run(compiled.Value, program), P.run(reference.Value, program),
+                      (compiled.engine, reference.engine))
+
+
+@st.composite
+def networks(draw: st.DrawFn) -> P.Program:
+    """Programs dominated by weighted sums over earlier nodes, as layers of a network
+    are, with nodes reused across sums, inputs depending on weights, and activations."""
+    leaves = draw(st.lists(st.floats(-2, 2), min_size=2, max_size=6))
+    steps = []
+    for n in range(draw(st.integers(3, 40))):
+        made = len(leaves) + n
+        op = draw(st.sampled_from(["wsum", "wsum", "wsum", "relu", "tanh", "*", "+c"]))
+        steps.append(P.Step(op, draw(st.integers(0, made - 1)), draw(st.integers(0, made - 1)),
+                            draw(st.sampled_from([0.5, -1.25, 2.0, 3.0]))))
+    return P.Program(leaves, steps, inspect_first=draw(st.booleans()),
+                     backward_twice=draw(st.booleans()))
+
+
+@FAST(300)
+@given(program=networks())
+def test_weighted_sums_give_the_same_bits(both, program):
     compiled, reference = both
     P.assert_same_run(P.run(compiled.Value, program), P.run(reference.Value, program),
                       (compiled.engine, reference.engine))

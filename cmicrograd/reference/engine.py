@@ -30,7 +30,7 @@ from .._numbers import (
     to_float,
 )
 
-__all__ = ["Value", "weighted_sum", "zero_grad", "sgd_update"]
+__all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update"]
 
 # ---- op codes (the same numbers in src/_engine.pyx) ---------------------------------
 LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM = range(10)
@@ -427,6 +427,17 @@ def weighted_sum(w: Sequence[Any], x: Sequence[Any], b: Any) -> Any:
     for wi, xi in zip(w, x):
         act = act + wi * xi
     return act
+
+
+def layer_forward(neurons: Sequence[Any], x: Sequence[Any]) -> List[Any]:
+    """Every neuron's output on input x: ``activation(weighted_sum(n.w, x, n.b))``,
+    neuron by neuron (what ``Layer`` computes; the activation is a method name, or
+    'linear' for none)."""
+    out = []
+    for n in neurons:
+        act = weighted_sum(n.w, x, n.b)
+        out.append(act if n.activation == "linear" else getattr(act, n.activation)())
+    return out
 
 
 def zero_grad(values: Iterable[Value]) -> None:

@@ -1,0 +1,186 @@
+# A weighted sum, b + w0*x0 + w1*x1 + ..., kept as one fused node.
+#
+# micrograd builds a neuron's sum as a chain of 2n nodes: m_j = w_j * x_j and
+# s_j = s_{j-1} + m_j (with s_{-1} = b). Made and walked one object at a time, those
+# nodes cost far more than their arithmetic, so weighted_sum keeps the chain inside one
+# DOT node: the node is s_{n-1}, its operand a is b, and a buffer holds every term's
+# operands and the data and grad of m_j and s_j.
+#
+# Nothing observable changes:
+# * the topological sort emits a step (node, j) exactly where micrograd's DFS puts m_j
+#   and s_j, and backward applies s_j's rule and then m_j's there, so every += lands in
+#   the same order, and with the same bits, as on the expanded chain, whatever the graph;
+# * the first time anyone looks inside (_prev, _backward, pickling, _topological_order,
+#   a backward through custom callbacks), the node expands into the real chain with the
+#   data and grads it holds, and is an ordinary ADD node from then on.
+
+cdef struct DotTerm:
+    Node* w        # the weight operand (its Value holds a reference for this pointer)
+    Node* x        # the input operand (likewise), or NULL when the input is the constant c
+    double c
+    double cgrad
+    double m       # m_j = w_j * x_j: data and grad
+    double mgrad
+    double s       # s_j: data and grad (the last term's are the node's own)
+    double sgrad
+
+cdef struct DotBuffer:
+    Py_ssize_t n
+    DotTerm terms[1]   # n of them
+
+
+cdef inline DotBuffer* _dot_buffer(Node* node) noexcept nogil:
+    return <DotBuffer*>node.b
+
+
+cdef object _dot(object ws, object xs, Value b, Py_ssize_t n):
+    """The fused b + w0*x0 + ... for Value weights and Value-or-float inputs, or None if
+    an operand is of another kind (the caller then builds the chain node by node)."""
+    cdef Py_ssize_t j
+    cdef DotBuffer* buf
+    cdef DotTerm* t
+    cdef double s, xd
+    cdef Value out
+    for j in range(n):
+        if type(ws[j]) is not Value or (type(xs[j]) is not Value and type(xs[j]) is not float):
+            return None
+    buf = <DotBuffer*>PyMem_Malloc(sizeof(DotBuffer) + (n - 1) * sizeof(DotTerm))
+    if buf == NULL:
+        raise MemoryError()
+    buf.n = n
+    s = b.n.data
+    for j in range(n):
+        t = &buf.terms[j]
+        w = ws[j]
+        x = xs[j]
+        Py_INCREF(w)
+        t.w = &(<Value>w).n
+        if type(x) is Value:
+            Py_INCREF(x)
+            t.x = &(<Value>x).n
+            xd = t.x.data
+            t.c = 0.0
+        else:
+            t.x = NULL
+            xd = PyFloat_AS_DOUBLE(x)
+            t.c = xd
+        t.cgrad = 0.0
+        t.m = t.w.data * xd           # mul_forward
+        t.mgrad = 0.0
+        s = s + t.m                   # add_forward: s_j = s_{j-1} + m_j
+        t.s = s
+        t.sgrad = 0.0
+    out = _new_node(s, DOT, b, 0.0)
+    out.n.b = <Node*>buf
+    return out
+
+
+cdef inline void _dot_step(Node* node, Py_ssize_t j) noexcept:
+    """Backward of s_j then m_j, as backward of the expanded chain does them."""
+    cdef int err = 0
+    cdef DotBuffer* buf = _dot_buffer(node)
+    cdef DotTerm* t = &buf.terms[j]
+    cdef double g = node.grad if j == buf.n - 1 else t.sgrad
+    cdef double acc_data
+    cdef double* acc_grad
+    cdef double xd
+    cdef double* xg
+    if j == 0:
+        acc_data = node.a.data
+        acc_grad = &node.a.grad
+    else:
+        acc_data = buf.terms[j - 1].s
+        acc_grad = &buf.terms[j - 1].sgrad
+    add_backward(acc_data, t.m, 0.0, t.s, g, acc_grad, &t.mgrad, &err)
+    if t.x != NULL:
+        xd = t.x.data
+        xg = &t.x.grad
+    else:
+        xd = t.c
+        xg = &t.cgrad
+    mul_backward(t.w.data, xd, 0.0, t.m, t.mgrad, &t.w.grad, xg, &err)
+
+
+cdef void _dot_release(Node* node) noexcept:
+    """Drop a dying DOT node's term operands and buffer (the bias is operand a)."""
+    cdef DotBuffer* buf = _dot_buffer(node)
+    cdef Py_ssize_t j
+    node.b = NULL
+    if buf == NULL:
+        return
+    for j in range(buf.n):
+        _release(buf.terms[j].w)
+        if buf.terms[j].x != NULL:
+            _release(buf.terms[j].x)
+    PyMem_Free(buf)
+
+
+cdef Value _chain_node(int code, Value a, Value b, double data, double grad):
+    """An ADD or MUL node with the given data and grad (nothing recomputed)."""
+    cdef Value out = _new_value()
+    out.n.code = code
+    out.n.data = data
+    out.n.grad = grad
+    Py_INCREF(a)
+    out.n.a = &a.n
+    if b is not None:
+        Py_INCREF(b)
+        out.n.b = &b.n
+    return out
+
+
+cdef int _expand_dot(Value node) except -1:
+    """Turn a DOT node into micrograd's chain: the node becomes s_{n-1} = s_{n-2} + m_{n-1}."""
+    cdef DotBuffer* buf = _dot_buffer(&node.n)
+    cdef DotTerm* t
+    cdef Py_ssize_t j, n = buf.n
+    cdef Value m, acc
+    acc = _value(node.n.a)
+    for j in range(n):
+        t = &buf.terms[j]
+        if t.x != NULL:
+            m = _chain_node(MUL, _value(t.w), _value(t.x), t.m, t.mgrad)
+        else:
+            m = _chain_node(MUL, _value(t.w), None, t.m, t.mgrad)
+            m.n.flags = CONST_B
+            m.n.k = t.c
+            m.n.kgrad = t.cgrad
+        if j < n - 1:
+            acc = _chain_node(ADD, acc, m, t.s, t.sgrad)
+    # the chain now holds its own references: rewire the node, then drop the buffer's
+    Py_INCREF(acc)
+    Py_INCREF(m)
+    old_bias = node.n.a
+    node.n.a = &acc.n
+    node.n.b = &m.n
+    node.n.code = ADD
+    for j in range(n):
+        Py_DECREF(<object>_obj(buf.terms[j].w))
+        if buf.terms[j].x != NULL:
+            Py_DECREF(<object>_obj(buf.terms[j].x))
+    Py_DECREF(<object>_obj(old_bias))
+    PyMem_Free(buf)
+    return 0
+
+
+cdef int _expand_all(Node* root) except -1:
+    """Expand every DOT node reachable from root; returns how many there were."""
+    cdef NodeArray topo
+    cdef Py_ssize_t i
+    cdef Node* node
+    cdef list dots = []
+    _borrow_scratch(&topo)
+    try:
+        _topological_sort(&root[0], &topo)
+        _clear_visited(topo.items, topo.n)
+        for i in range(topo.n):
+            if (<uintptr_t>topo.items[i]) & STEP_TAG:
+                node = <Node*>((<uintptr_t>topo.items[i]) & ~TAG_MASK)
+                if node.code == DOT:
+                    dots.append(_value(node))
+    finally:
+        _return_scratch(&topo)
+    for v in dots:
+        if (<Value>v).n.code == DOT:   # listed once per term; expand once
+            _expand_dot(<Value>v)
+    return len(dots)
