@@ -6,7 +6,8 @@
 """
 
 from .engine import IMPLEMENTATION, Value
+from .replay import assign, compile
 
 __version__ = "0.1.0"
 
-__all__ = ["Value", "IMPLEMENTATION", "__version__"]
+__all__ = ["Value", "IMPLEMENTATION", "compile", "assign", "__version__"]

@@ -51,5 +51,7 @@ weighted_sum = _impl.weighted_sum
 layer_forward = _impl.layer_forward
 zero_grad = _impl.zero_grad
 sgd_update = _impl.sgd_update
+set_data = _impl.set_data
 
-__all__ = ["Value", "IMPLEMENTATION", "weighted_sum", "layer_forward", "zero_grad", "sgd_update"]
+__all__ = ["Value", "IMPLEMENTATION", "weighted_sum", "layer_forward", "zero_grad", "sgd_update",
+           "set_data"]

@@ -25,7 +25,7 @@ from cpython.long cimport PyLong_AsDouble
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyTypeObject, destructor
-from libc.stdint cimport uint8_t, uintptr_t
+from libc.stdint cimport uint8_t, uintptr_t, int32_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 
@@ -38,7 +38,8 @@ cdef extern from "Python.h":
 
 from cmicrograd import _numbers
 
-__all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update"]
+__all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update", "set_data",
+           "compile", "CompiledGraph"]
 
 # ---- op codes (the same numbers in cmicrograd/reference/engine.py) ----------------
 cdef enum:
@@ -61,6 +62,8 @@ cdef enum:
     VISITED = 1   # set by a topological sort; cleared before control returns to Python
     CONST_B = 2   # operand b is the inline constant (k, kgrad), not a Value
     INT_EXP = 4   # POW: the exponent was a Python int; _op prints it as one
+    TAPED = 8     # recorded by a CompiledGraph and hidden there: its Value may be stale
+    RECORDED = 16 # recorded by a CompiledGraph (hidden or not), see tape.pxi
 
 # ---- tags on entries of the sort's stack and topological order ------------------------
 # A Node* is 8-byte aligned, which leaves three low bits. In the stack, CHILDREN_DONE
@@ -71,6 +74,11 @@ cdef enum:
     STEP_TAG = 2
     INDEX_TAG = 4
     TAG_MASK = 7
+
+# what _topological_sort met
+cdef enum:
+    FOUND_CUSTOM = 1
+    FOUND_TAPED = 2
 
 include "rules.pxi"
 
@@ -132,6 +140,7 @@ cdef class Value:
             raise TypeError(f"_op must be a str, not {type(_op).__name__}")
         if type(label) is not str:
             raise TypeError(f"label must be a str, not {type(label).__name__}")
+        _touch(&self.n)
         _clear_operands(self)  # __init__ may run again on an existing Value
         self.n.data = d
         self.n.grad = 0.0
@@ -232,9 +241,13 @@ cdef class Value:
         """
         cdef NodeArray topo
         cdef bint custom
+        cdef int found
         _borrow_scratch(&topo)
         try:
-            custom = _topological_sort(&self.n, &topo)
+            found = _topological_sort(&self.n, &topo)
+            if found & FOUND_TAPED:
+                _detach_tapes()  # hidden nodes of a compiled graph: bring their Values up to date
+            custom = found & FOUND_CUSTOM
             if custom:
                 # Python callbacks may look inside fused sums: expand them all first
                 _clear_visited(topo.items, topo.n)
@@ -311,6 +324,7 @@ cdef class Value:
         cdef int code = self.n.code
         if code == LEAF:
             return ()
+        _reveal_children(&self.n)  # a compiled graph may hold newer values, or restructure
         if code == CUSTOM:
             if type(self._extra) is _Record:
                 return (<_Record>self._extra).children
@@ -363,6 +377,7 @@ cdef class _LocalBackward:
         cdef int err
         if self.node.n.code == CUSTOM or self.node.n.code == LEAF:
             return  # nothing to propagate (a custom node's callable is returned as is)
+        _reveal_children(&self.node.n)
         if self.node.n.code == DOT:
             _expand_dot(self.node)
         err = _backward_step(&self.node.n)
@@ -467,6 +482,7 @@ cdef Value _power(Value a, object exponent):
 
 cdef void _materialize_constant(Value v) except *:
     """Turn v's inline constant operand into a real leaf Value (for ``_prev``)."""
+    _touch(&v.n)
     cdef Value c = _new_value()
     c.n.data = v.n.k
     c.n.grad = v.n.kgrad
@@ -724,7 +740,8 @@ cdef int _topological_sort(Node* root, NodeArray* arr) except -1:
 
     The order micrograd's recursive build_topo yields when children are visited in
     _prev order, computed with an explicit stack. Every listed node is left with its
-    VISITED bit set: the caller clears it. Returns 1 if a CUSTOM node was met.
+    VISITED bit set: the caller clears it. Returns a bit set: FOUND_CUSTOM if a CUSTOM
+    node was met, FOUND_TAPED if a node hidden in a compiled graph was.
     """
     cdef Node* node
     cdef Node* child
@@ -751,6 +768,8 @@ cdef int _topological_sort(Node* root, NodeArray* arr) except -1:
             if node.flags & VISITED:
                 continue
             node.flags |= VISITED
+            if node.flags & TAPED:
+                custom |= FOUND_TAPED
             if node.code == LEAF:
                 _push_topo(arr, node)
                 continue
@@ -760,7 +779,7 @@ cdef int _topological_sort(Node* root, NodeArray* arr) except -1:
             _push_stack(arr, <Node*>(p | 1))
             # push the children last-first so the first is visited first
             if node.code == CUSTOM:
-                custom = 1
+                custom |= FOUND_CUSTOM
                 children = _custom_children(node)
                 for i in range(PyTuple_GET_SIZE(<object>children) - 1, -1, -1):
                     child = _node_of_item(PyTuple_GET_ITEM(<object>children, i))
@@ -820,6 +839,50 @@ cdef PyObject* _custom_children(Node* node) noexcept:
 cdef tuple _EMPTY = ()
 
 
+cdef int _reveal_graph(Node* root) except -1:
+    """Bring hidden nodes under root up to date before handing them to Python."""
+    cdef NodeArray topo
+    cdef int found
+    if _n_recorded == 0:
+        return 0
+    _borrow_scratch(&topo)
+    try:
+        found = _topological_sort(root, &topo)
+        _clear_visited(topo.items, topo.n)
+    finally:
+        _return_scratch(&topo)
+    if found & FOUND_TAPED:
+        _detach_tapes()
+    return 0
+
+
+cdef void _reveal_children(Node* node) noexcept:
+    """Before handing node's children to Python (or restructuring node): a compiled
+    graph that recorded them may hold newer values (see tape.pxi)."""
+    cdef DotBuffer* buf
+    cdef Py_ssize_t j
+    cdef PyObject* children
+    cdef bint hidden = False
+    if _n_recorded == 0:
+        return
+    if node.flags & (TAPED | RECORDED):
+        hidden = True
+    elif node.code == DOT:
+        buf = _dot_buffer(node)
+        hidden = (node.a.flags & TAPED) != 0
+        for j in range(buf.n):
+            hidden |= (buf.terms[j].w.flags & TAPED) != 0
+            hidden |= buf.terms[j].x != NULL and (buf.terms[j].x.flags & TAPED) != 0
+    elif node.code == CUSTOM:
+        children = _custom_children(node)
+        for j in range(PyTuple_GET_SIZE(<object>children)):
+            hidden |= (_node_of_item(PyTuple_GET_ITEM(<object>children, j)).flags & TAPED) != 0
+    elif node.code != LEAF:
+        hidden = (node.a.flags & TAPED) != 0 or (node.b != NULL and (node.b.flags & TAPED) != 0)
+    if hidden:
+        _detach_tapes()
+
+
 cdef int _materialize_all(Node* root) except -1:
     """Make every inline constant reachable from root a leaf Value."""
     cdef NodeArray topo
@@ -849,6 +912,7 @@ def _topological_order(Value root):
     _expand_all(&root.n)
     _materialize_all(&root.n)
     _borrow_scratch(&topo)
+    _reveal_graph(&root.n)
     try:
         _topological_sort(&root.n, &topo)
         _clear_visited(topo.items, topo.n)
@@ -1001,6 +1065,18 @@ def zero_grad(values):
             v.grad = 0.0
 
 
+def set_data(values, data):
+    """``values[i].data = data[i]`` for every i (equal lengths)."""
+    cdef Py_ssize_t i, n = len(values)
+    if len(data) != n:
+        raise ValueError(f"set_data needs as many numbers as Values: {n} Values, {len(data)} numbers")
+    for i in range(n):
+        v = values[i]
+        if type(v) is not Value:
+            raise TypeError(f"set_data needs Values, not {type(v).__name__}")
+        (<Value>v).n.data = _to_float(data[i], "Value data")
+
+
 def sgd_update(values, lr):
     """``v.data -= lr * v.grad`` for every value (plain SGD)."""
     cdef double rate = _to_float(lr, "the learning rate")
@@ -1037,6 +1113,7 @@ cdef tuple _flatten(Value root):
     cdef list leaves = []
     cdef dict extras = {}
     _expand_all(&root.n)
+    _reveal_graph(&root.n)
     _borrow_scratch(&topo)
     try:
         _topological_sort(&root.n, &topo)
@@ -1140,6 +1217,9 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
             v._backward = backward
         nodes[i] = v
     return nodes[n - 1]
+
+
+include "tape.pxi"
 
 
 # ---- testing hooks -------------------------------------------------------------------

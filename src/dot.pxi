@@ -131,10 +131,13 @@ cdef Value _chain_node(int code, Value a, Value b, double data, double grad):
 
 cdef int _expand_dot(Value node) except -1:
     """Turn a DOT node into micrograd's chain: the node becomes s_{n-1} = s_{n-2} + m_{n-1}."""
-    cdef DotBuffer* buf = _dot_buffer(&node.n)
+    cdef DotBuffer* buf
     cdef DotTerm* t
-    cdef Py_ssize_t j, n = buf.n
+    cdef Py_ssize_t j, n
     cdef Value m, acc
+    _touch(&node.n)  # a compiled graph may hold newer values for the buffer
+    buf = _dot_buffer(&node.n)
+    n = buf.n
     acc = _value(node.n.a)
     for j in range(n):
         t = &buf.terms[j]

@@ -30,7 +30,8 @@ from .._numbers import (
     to_float,
 )
 
-__all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update"]
+__all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update", "set_data",
+           "compile", "CompiledGraph"]
 
 # ---- op codes (the same numbers in src/_engine.pyx) ---------------------------------
 LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM = range(10)
@@ -453,6 +454,82 @@ def sgd_update(values: Iterable[Value], lr: float) -> None:
         if type(v) is not Value:
             raise TypeError(f"sgd_update needs Values, not {type(v).__name__}")
         v._data -= lr * v._grad
+
+
+def set_data(values: Sequence[Value], data: Sequence[float]) -> None:
+    """``values[i].data = data[i]`` for every i (equal lengths)."""
+    if len(values) != len(data):
+        raise ValueError(f"set_data needs as many numbers as Values: {len(values)} Values, {len(data)} numbers")
+    for v, x in zip(values, data):
+        if type(v) is not Value:
+            raise TypeError(f"set_data needs Values, not {type(v).__name__}")
+        v._data = to_float(x, "Value data")
+
+
+# ---- compile once, replay many: the same API as the compiled engine's tape ---------
+class CompiledGraph:
+    """A recorded graph, replayed in C: ``forward()`` recomputes every non-leaf node from
+    the leaves' current data, ``backward()`` does what ``output.backward()`` would.
+
+    Make one with ``cmicrograd.compile(output)``. Python control flow that ran while the
+    graph was built (an ``if`` on ``.data``) is frozen into it, as with torch.jit.trace;
+    relu and the other ops are evaluated anew at every replay.
+    """
+
+    def __init__(self, output: Value) -> None:
+        if type(output) is not Value:
+            raise TypeError(f"compile() needs a Value, not {type(output).__name__}")
+        self.output = output
+        self._topo = _topological_order(output)
+        self._ops = [v for v in self._topo if v._code != LEAF and (v._code != CUSTOM or v._kids)]
+        for v in self._ops:
+            if v._code == CUSTOM and not hasattr(v._user, "recompute"):
+                raise TypeError(
+                    f"cannot compile a node with op {v._opname!r}: it has a hand-written "
+                    "_backward and no forward rule to replay; define it as a "
+                    "cmicrograd.function.Function instead")
+        self._forward_failed = False
+
+    def forward(self) -> float:
+        """Recompute every non-leaf node from the leaves' current data, reset the
+        non-leaf grads to 0.0, and return the output's data."""
+        self._forward_failed = True
+        for v in self._ops:
+            if v._code == CUSTOM:
+                v._data = v._user.recompute()
+            else:
+                rule = FORWARD[v._code]
+                v._data = rule(v._a._data, 0.0 if v._b is None else v._b._data, v._k)
+            v._grad = 0.0
+        self._forward_failed = False
+        return self.output._data
+
+    def backward(self) -> None:
+        """What ``output.backward()`` would do on the graph as the last forward built
+        it: set the output's grad to 1.0 and accumulate into every recorded node."""
+        if self._forward_failed:
+            raise RuntimeError("the last forward() failed: call forward() again first")
+        self.output._grad = 1.0
+        for v in reversed(self._topo):
+            if v._user is not None:
+                v._user()
+            else:
+                rule = BACKWARD[v._code]
+                if rule is not None:
+                    rule(v)
+
+    @property
+    def num_nodes(self) -> int:
+        """How many recorded nodes and constants (slots) a replay walks."""
+        return len(self._topo)
+
+    def __repr__(self) -> str:
+        return f"<cmicrograd CompiledGraph: {len(self._topo)} nodes, output={self.output!r}>"
+
+
+def compile(output: Value) -> CompiledGraph:
+    """Record the graph that produced ``output`` for fast replay (see CompiledGraph)."""
+    return CompiledGraph(output)
 
 
 # ---- pickling: a graph as packed arrays, so deep graphs never recurse ---------------

@@ -1,0 +1,53 @@
+/* kernels.h -- the inner loops of a replay (tape.pxi) over contiguous arrays.
+ *
+ * A fused sum whose weights and inputs sit in consecutive slots runs these plain loops,
+ * which compilers unroll and vectorize. They do exactly the floating-point operations
+ * of micrograd's chain, in its order where order matters:
+ *   forward  s = s + w[j] * x[j], j ascending (a sequential chain, never reassociated:
+ *            the build disables FMA contraction and we use no -ffast-math);
+ *   backward g[j] = g[j] + v[j] * a, one addition per accumulator, so their relative
+ *            order does not matter.
+ */
+#ifndef CMICROGRAD_KERNELS_H
+#define CMICROGRAD_KERNELS_H
+
+#include <Python.h>
+
+#if defined(_MSC_VER)
+#define CM_RESTRICT __restrict
+#else
+#define CM_RESTRICT __restrict__
+#endif
+
+/* g[j] += v[j] * a for j in [0, n) */
+static inline void cm_axpy(double *CM_RESTRICT g, const double *CM_RESTRICT v, double a,
+                           Py_ssize_t n) {
+    Py_ssize_t j;
+    for (j = 0; j < n; j++) g[j] = g[j] + v[j] * a;
+}
+
+/* s + w[0]*x[0] + w[1]*x[1] + ..., left to right */
+static inline double cm_dot(double s, const double *CM_RESTRICT w,
+                            const double *CM_RESTRICT x, Py_ssize_t n) {
+    Py_ssize_t j;
+    for (j = 0; j < n; j++) s = s + w[j] * x[j];
+    return s;
+}
+
+/* four independent sums of equal length, side by side so their chains overlap */
+static inline void cm_dot4(double *s, const double *w0, const double *x0,
+                           const double *w1, const double *x1, const double *w2,
+                           const double *x2, const double *w3, const double *x3,
+                           Py_ssize_t n) {
+    double s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+    Py_ssize_t j;
+    for (j = 0; j < n; j++) {
+        s0 = s0 + w0[j] * x0[j];
+        s1 = s1 + w1[j] * x1[j];
+        s2 = s2 + w2[j] * x2[j];
+        s3 = s3 + w3[j] * x3[j];
+    }
+    s[0] = s0; s[1] = s1; s[2] = s2; s[3] = s3;
+}
+
+#endif
