@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from a model saved with --save (its architecture is used)")
     t.add_argument("--plot", metavar="BOUNDARY.png", default=None,
                    help='draw the decision boundary (needs matplotlib: pip install "cmicrograd[plot]")')
+    t.add_argument("--eager", action="store_true",
+                   help="build the graph anew every step instead of replaying a recording")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -258,13 +260,15 @@ def run_train(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress = Progress(args.steps, err, enabled=not args.quiet)
     try:
         result = train(model, X, y, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                       alpha=args.alpha, seed=args.seed, on_step=progress.update)
+                       alpha=args.alpha, seed=args.seed, on_step=progress.update,
+                       compiled=not args.eager)
     except ArithmeticError as exc:
         err.write(f"cmicrograd: training diverged: {exc} (try a smaller --lr)\n")
         return 1
     out.write(
         f"trained {_describe(model)} on {data_name} for {args.steps} steps in "
-        f"{result.seconds:.2f} s ({engine_name} engine): loss {result.final_loss:.4f}, "
+        f"{result.seconds:.2f} s ({engine_name} engine, {'eager' if args.eager else 'compiled step'}): "
+        f"loss {result.final_loss:.4f}, "
         f"accuracy {result.final_accuracy * 100:.1f}%\n"
     )
     if args.save is not None:

@@ -1,9 +1,10 @@
 """micrograd's demo training loop, for any MLP on any two-class data.
 
-Each step builds the demo's graph: inputs as Value leaves, the SVM max-margin loss plus
-``alpha * sum(p*p)``, then ``zero_grad``, ``backward`` and the SGD update with the
-demo's learning-rate schedule. The loss curve is the same, bit for bit, on both
-engines and from run to run.
+Each step is the demo's: inputs as Value leaves, the SVM max-margin loss plus
+``alpha * sum(p*p)``, ``zero_grad``, ``backward`` and the SGD update with the demo's
+learning-rate schedule. By default the graph is recorded once and replayed
+(``cmicrograd.compile``); ``compiled=False`` builds it anew every step, as micrograd
+does. Both give the same loss curve, bit for bit, on both engines and run to run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from .losses import accuracy, hinge_loss, l2_regularization
 from .optim import SGD, linear_decay
+from .replay import assign, compile
 
 StepCallback = Callable[[int, float, float], None]
 
@@ -37,44 +39,76 @@ def batch_loss(model: Any, X: np.ndarray, y: np.ndarray, alpha: float = 1e-4):
     the demo's ``loss()``."""
     V = model.engine.Value
     inputs = [[V(x) for x in row] for row in np.asarray(X, dtype=float).tolist()]
-    scores = [model(x) for x in inputs]
     labels = np.asarray(y, dtype=float).tolist()
-    total = hinge_loss(scores, labels) + l2_regularization(model.parameters(), alpha)
+    total, scores = _loss_graph(model, inputs, labels, alpha)
     return total, accuracy(scores, labels)
+
+
+def _loss_graph(model: Any, inputs: List[Any], labels: List[Any], alpha: float):
+    """The demo's loss over given input rows (Values) and labels (numbers or Values)."""
+    scores = [model(x) for x in inputs]
+    total = hinge_loss(scores, labels) + l2_regularization(model.parameters(), alpha)
+    return total, scores
 
 
 def train(model: Any, X: np.ndarray, y: np.ndarray, steps: int = 100, lr: float = 1.0,
           batch_size: Optional[int] = None, alpha: float = 1e-4, seed: Optional[int] = None,
-          on_step: Optional[StepCallback] = None) -> TrainResult:
+          on_step: Optional[StepCallback] = None, compiled: bool = True) -> TrainResult:
     """Train ``model`` on (X, y) as micrograd's demo does; see the module docstring.
 
     ``batch_size`` None uses all rows each step; otherwise each step takes a random
-    subset of that size (numpy's default_rng(seed)).
+    subset of that size (numpy's default_rng(seed)), fed to one recorded graph whose
+    inputs and labels are leaves.
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(X)
     if batch_size is not None and not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be between 1 and {n} (the number of rows), got {batch_size}")
+    full = batch_size is None or batch_size == n
     rng = np.random.default_rng(seed)
     params = model.parameters()
     opt = SGD(params, lr=linear_decay(lr, max(steps, 1)))
+    V = model.engine.Value
+    zero_grad = model.engine.zero_grad
+    size = n if full else batch_size
+    # the inputs are leaves; in mini-batches the labels are leaves too, so that one
+    # recording serves every batch (the same graph, eager or compiled)
+    inputs = [[V(0.0) for _ in range(X.shape[1])] for _ in range(size)]
+    labels: List[Any] = y.tolist() if full else [V(0.0) for _ in range(size)]
+    graph = None
     result = TrainResult()
     start = time.perf_counter()
     for k in range(steps):
-        if batch_size is None or batch_size == n:
-            Xb, yb = X, y
+        rows = slice(None) if full else rng.permutation(n)[:batch_size]
+        Xb, yb = X[rows], y[rows]
+        if graph is None or not compiled:
+            if not compiled:  # fresh leaves every step, as the demo makes them
+                inputs = [[V(0.0) for _ in range(X.shape[1])] for _ in range(size)]
+                labels = y.tolist() if full else [V(0.0) for _ in range(size)]
+            assign(inputs, Xb)
+            if not full:
+                assign(labels, yb)
+            loss, scores = _loss_graph(model, inputs, labels, alpha)
+            if compiled:
+                graph = compile(loss)
+            value = loss.data
         else:
-            rows = rng.permutation(n)[:batch_size]
-            Xb, yb = X[rows], y[rows]
-        loss, acc = batch_loss(model, Xb, yb, alpha)
-        model.zero_grad()
-        loss.backward()
+            if not full:  # a full batch's inputs are already in place
+                assign(inputs, Xb)
+                assign(labels, yb)
+            value = graph.forward()
+        acc = accuracy(scores, yb.tolist())
+        zero_grad(params)
+        if compiled:
+            graph.backward()
+        else:
+            loss.backward()
         opt.step()
-        result.losses.append(loss.data)
+        result.losses.append(value)
         result.accuracies.append(acc)
         if on_step is not None:
-            on_step(k, loss.data, acc)
+            on_step(k, value, acc)
     final_loss, final_acc = batch_loss(model, X, y, alpha)
     result.final_loss, result.final_accuracy = final_loss.data, final_acc
     result.seconds = time.perf_counter() - start

@@ -40,6 +40,13 @@ def test_engines_give_the_same_summary_numbers():
     assert strip(compiled) == strip(python)
 
 
+def test_eager_flag_gives_the_same_numbers():
+    _, compiled, _ = run("train", "--steps", "10", "--samples", "30", "--quiet")
+    _, eager, _ = run("train", "--steps", "10", "--samples", "30", "--quiet", "--eager")
+    assert "compiled step" in compiled and "eager" in eager
+    assert compiled.split("): ")[1] == eager.split("): ")[1]
+
+
 def test_save_load_roundtrip(tmp_path):
     model = tmp_path / "model.json"
     code, out, err = run("train", "--steps", "3", "--hidden", "4", "--save", str(model), "--quiet")

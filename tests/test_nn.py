@@ -129,15 +129,25 @@ def test_activations(engine):
             set() if act == "linear" else {{"relu": "ReLU"}.get(act, act)})
 
 
-def _train_curve(nn, steps=100, seed=4, batch_size=None):
+def _train_curve(nn, steps=100, seed=4, batch_size=None, compiled=True):
     from cmicrograd.datasets import make_moons
     from cmicrograd.train import train
 
     X, y = make_moons(100, 0.1, seed=seed)
     random.seed(seed)
     model = nn.MLP(2, [16, 16, 1])
-    result = train(model, X, y, steps=steps, batch_size=batch_size, seed=seed)
+    result = train(model, X, y, steps=steps, batch_size=batch_size, seed=seed, compiled=compiled)
     return result, [p.data for p in model.parameters()]
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_compiled_step_equals_eager_step(engine, batch_size):
+    steps = 30 if engine.name == "cython" else 6
+    compiled, compiled_params = _train_curve(engine.nn, steps, batch_size=batch_size)
+    eager, eager_params = _train_curve(engine.nn, steps, batch_size=batch_size, compiled=False)
+    assert [P.bits(x) for x in compiled.losses] == [P.bits(x) for x in eager.losses]
+    assert compiled.accuracies == eager.accuracies
+    assert [P.bits(x) for x in compiled_params] == [P.bits(x) for x in eager_params]
 
 
 def test_training_is_bit_identical_across_engines_and_runs(both):
