@@ -6,8 +6,18 @@
 """
 
 from .engine import IMPLEMENTATION, Value
+from .arrays import (
+    grads_to_vector,
+    parameters_to_vector,
+    to_array,
+    values,
+    vector_to_parameters,
+)
 from .replay import assign, compile
 
 __version__ = "0.1.0"
 
-__all__ = ["Value", "IMPLEMENTATION", "compile", "assign", "__version__"]
+__all__ = [
+    "Value", "IMPLEMENTATION", "compile", "assign", "values", "to_array",
+    "parameters_to_vector", "vector_to_parameters", "grads_to_vector", "__version__",
+]

@@ -47,7 +47,7 @@ def _check_activation(activation: Any, what: str = "activation") -> str:
 class Module:
     """Something with parameters (micrograd's Module)."""
 
-    engine: ClassVar[Any] = None  # the engine module; set by cmicrograd.nn / reference.nn
+    engine: Any = None  # the engine module; set by cmicrograd.nn / reference.nn
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to 0.0."""
@@ -106,7 +106,8 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def _forward(self, x: Sequence[Any]) -> List[Any]:
-        return self.engine.layer_forward(self.neurons, x)  # a C loop in the compiled engine
+        out: List[Any] = self.engine.layer_forward(self.neurons, x)  # C in the compiled engine
+        return out
 
     def parameters(self) -> List[Any]:
         return [p for n in self.neurons for p in n.parameters()]
@@ -157,7 +158,7 @@ class MLP(Module):
 
     @property
     def output_activation(self) -> str:
-        return self.layers[-1].neurons[0].activation
+        return str(self.layers[-1].neurons[0].activation)
 
     def __call__(self, x: Any) -> Any:
         if _is_2d_array(x):
@@ -219,14 +220,14 @@ class MLP(Module):
             p.data = float(w)
         return model
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Write the model as JSON (see ``to_dict``)."""
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_dict(), f, indent=1, allow_nan=True)
             f.write("\n")
 
     @classmethod
-    def load(cls, path: Union[str, os.PathLike]) -> MLP:
+    def load(cls, path: Union[str, "os.PathLike[str]"]) -> MLP:
         """Read a model saved by ``save``. The file is parsed as data, never executed:
         ValueError if it is not a valid model, OSError if it cannot be read."""
         with open(path, "r", encoding="utf-8") as f:
@@ -263,4 +264,5 @@ def _inputs(x: Any, n: int, V: type, who: str) -> Sequence[Any]:
     for xi in x:
         if type(xi) is not float and type(xi) is not V and not is_number(xi):
             raise TypeError(f"{who} inputs must be numbers or Values, not {type(xi).__name__}")
-    return x
+    checked: Sequence[Any] = x
+    return checked

@@ -21,7 +21,7 @@ ERR_LOG_DOMAIN = 5  # log(x) for x <= 0
 ERR_ZERO_DIV = 6  # a division by zero in a backward rule (x.data changed to 0.0)
 
 
-def math_error(code: int, x: float, k: float = 0.0) -> ArithmeticError | ValueError:
+def math_error(code: int, x: float, k: float = 0.0) -> Exception:
     """The exception for error ``code`` raised while computing with ``x`` (and ``k``)."""
     if code == ERR_ZERO_POW:
         return ZeroDivisionError("0.0 cannot be raised to a negative power")
@@ -114,4 +114,4 @@ def float_pow(x: float, k: float) -> float:
         raise math_error(ERR_ZERO_POW, x, k) from None
     except OverflowError:
         raise math_error(ERR_POW_RANGE, x, k) from None
-    return r
+    return float(r)

@@ -156,19 +156,19 @@ class Progress:
 def _engine_modules(choice: Optional[str]):
     import cmicrograd
 
+    from .reference import nn as reference_nn
+
     if choice == "python":
-        from .reference import nn
-        return nn, "python"
+        return reference_nn, "python"
     try:
         from . import _engine  # noqa: F401
     except ImportError as exc:
         if choice == "compiled":
             raise UsageError(f"the compiled engine is not available ({exc}); use --engine python") from None
-        from .reference import nn
-        return nn, "python"
+        return reference_nn, "python"
     if cmicrograd.IMPLEMENTATION == "cython":
-        from . import nn
-        return nn, "compiled"
+        from . import nn as compiled_nn
+        return compiled_nn, "compiled"
     # CMICROGRAD_PURE_PYTHON picked the reference for cmicrograd.nn; honour --engine compiled
     from . import _nn, _engine as engine_module
 
@@ -186,9 +186,9 @@ def _engine_modules(choice: Optional[str]):
     class _NN:
         pass
 
-    compiled_nn = _NN()
-    compiled_nn.MLP = MLP  # type: ignore[attr-defined]
-    return compiled_nn, "compiled"
+    forced = _NN()
+    forced.MLP = MLP  # type: ignore[attr-defined]
+    return forced, "compiled"
 
 
 def _load_data(args: argparse.Namespace):

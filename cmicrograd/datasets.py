@@ -112,7 +112,7 @@ def save_csv(path: PathLike, X: np.ndarray, y: np.ndarray) -> None:
             w.writerow([repr(v) for v in row] + [repr(label)])
 
 
-def _numeric_row(row: list) -> bool:
+def _numeric_row(row: "list[str]") -> bool:
     try:
         for cell in row:
             float(cell)

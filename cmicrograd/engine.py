@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-if _flag("CMICROGRAD_PURE_PYTHON"):
+if TYPE_CHECKING:  # type checkers see the compiled engine's API (src/_engine.pyx, .pyi)
+    from . import _engine as _impl
+
+    IMPLEMENTATION: str
+elif _flag("CMICROGRAD_PURE_PYTHON"):
     if _flag("CMICROGRAD_REQUIRE_EXTENSION"):
         raise ImportError(
             "CMICROGRAD_PURE_PYTHON and CMICROGRAD_REQUIRE_EXTENSION are both set"
@@ -27,7 +32,7 @@ if _flag("CMICROGRAD_PURE_PYTHON"):
     IMPLEMENTATION = "python"
 else:
     try:
-        from . import _engine as _impl  # type: ignore[no-redef]
+        from . import _engine as _impl
 
         IMPLEMENTATION = "cython"
     except ImportError as exc:
@@ -42,7 +47,7 @@ else:
             RuntimeWarning,
             stacklevel=2,
         )
-        from .reference import engine as _impl  # type: ignore[no-redef]
+        from .reference import engine as _impl
 
         IMPLEMENTATION = "python"
 
@@ -53,5 +58,5 @@ zero_grad = _impl.zero_grad
 sgd_update = _impl.sgd_update
 set_data = _impl.set_data
 
-__all__ = ["Value", "IMPLEMENTATION", "weighted_sum", "layer_forward", "zero_grad", "sgd_update",
+__all__ = ["Value", "IMPLEMENTATION", "_impl", "weighted_sum", "layer_forward", "zero_grad", "sgd_update",
            "set_data"]

@@ -52,7 +52,7 @@ class Function:
     def apply(cls, *inputs: Any) -> Any:
         """The new node: ``forward`` of the inputs' data, with ``backward`` as its
         local derivative. Inputs are Values of one engine, or numbers (constants)."""
-        engine = None
+        engine: Any = None
         for x in inputs:
             if not is_number(x):
                 e = engine_of(x)
@@ -60,7 +60,9 @@ class Function:
                     raise TypeError(f"{cls.__name__}.apply mixes Values of two engines")
                 engine = e
         if engine is None:
-            from .engine import _impl as engine
+            from .engine import _impl
+
+            engine = _impl
         V = engine.Value
         values = [x if type(x) is V else V(x) for x in inputs]
         ctx = Context()
@@ -80,7 +82,7 @@ class FunctionBackward:
 
     __slots__ = ("function", "ctx", "inputs", "out")
 
-    def __init__(self, function: type, ctx: Context, inputs: list, out: Any) -> None:
+    def __init__(self, function: Any, ctx: Context, inputs: list, out: Any) -> None:
         self.function = function
         self.ctx = ctx
         self.inputs = inputs

@@ -44,7 +44,7 @@ def accuracy(scores: Sequence[Any], labels: Sequence[Any]) -> float:
     """The fraction of scores on the label's side of 0 (labels in {-1, +1} or {0, 1})."""
     _pairs(scores, labels, "accuracy")
     hits = [(_label(y) > 0) == (_data(s) > 0) for y, s in zip(labels, scores)]
-    return sum(hits) / len(hits)
+    return float(sum(hits) / len(hits))
 
 
 def _label(y: Any) -> Any:

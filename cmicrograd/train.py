@@ -66,17 +66,18 @@ def train(model: Any, X: np.ndarray, y: np.ndarray, steps: int = 100, lr: float 
     if batch_size is not None and not 1 <= batch_size <= n:
         raise ValueError(f"batch_size must be between 1 and {n} (the number of rows), got {batch_size}")
     full = batch_size is None or batch_size == n
+    size = n if batch_size is None else batch_size
     rng = np.random.default_rng(seed)
     params = model.parameters()
     opt = SGD(params, lr=linear_decay(lr, max(steps, 1)))
     V = model.engine.Value
     zero_grad = model.engine.zero_grad
-    size = n if full else batch_size
     # the inputs are leaves; in mini-batches the labels are leaves too, so that one
     # recording serves every batch (the same graph, eager or compiled)
     inputs = [[V(0.0) for _ in range(X.shape[1])] for _ in range(size)]
     labels: List[Any] = y.tolist() if full else [V(0.0) for _ in range(size)]
-    graph = None
+    graph: Any = None
+    loss: Any = None
     result = TrainResult()
     start = time.perf_counter()
     for k in range(steps):

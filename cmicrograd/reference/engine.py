@@ -150,6 +150,16 @@ class Value:
     """
 
     __slots__ = ("_data", "_grad", "_a", "_b", "_k", "_code", "_opname", "_kids", "_label", "_user")
+    _data: float
+    _grad: float
+    _a: Any  # the first operand (a Value), None for leaves
+    _b: Any  # the second operand, None for unary ops and leaves
+    _k: float
+    _code: int
+    _opname: str
+    _kids: Tuple[Value, ...]
+    _label: str
+    _user: Any  # a custom backward callable, or None
 
     # numpy defers to our reflected operators: np.float64(2) * v is a Value.
     __array_ufunc__ = None
@@ -499,6 +509,7 @@ class CompiledGraph:
                 v._data = v._user.recompute()
             else:
                 rule = FORWARD[v._code]
+                assert rule is not None  # every non-leaf, non-custom op has a forward rule
                 v._data = rule(v._a._data, 0.0 if v._b is None else v._b._data, v._k)
             v._grad = 0.0
         self._forward_failed = False
