@@ -3,12 +3,12 @@ gradients as flat vectors (for saving, comparing, initialising)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Union
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Union
 
 from ._engines import engine_of
-from .replay import _flatten
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def values(array: Any, engine: Optional[Any] = None) -> Any:
@@ -18,6 +18,8 @@ def values(array: Any, engine: Optional[Any] = None) -> Any:
     ``engine`` is an engine module (``cmicrograd._engine`` or
     ``cmicrograd.reference.engine``); by default the one ``cmicrograd`` picked.
     """
+    import numpy as np
+
     if engine is None:
         from .engine import _impl
 
@@ -34,8 +36,10 @@ def values(array: Any, engine: Optional[Any] = None) -> Any:
     return flat
 
 
-def to_array(values: Any) -> np.ndarray:
+def to_array(values: Any) -> "np.ndarray":
     """The data of a Value or of nested lists of Values, as a float array of that shape."""
+    import numpy as np
+
     if type(values).__name__ == "Value":
         return np.array(values.data)
 
@@ -54,18 +58,24 @@ def _params(model_or_params: Union[Any, Iterable[Any]]) -> List[Any]:
     return params
 
 
-def parameters_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> np.ndarray:
+def parameters_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> "np.ndarray":
     """The parameters' data as one float vector, in ``parameters()`` order."""
+    import numpy as np
+
     return np.array([p.data for p in _params(model_or_params)], dtype=float)
 
 
-def grads_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> np.ndarray:
+def grads_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> "np.ndarray":
     """The parameters' grads as one float vector, in ``parameters()`` order."""
+    import numpy as np
+
     return np.array([p.grad for p in _params(model_or_params)], dtype=float)
 
 
 def vector_to_parameters(vector: Any, model_or_params: Union[Any, Iterable[Any]]) -> None:
     """Set the parameters' data from a flat vector (its length must match)."""
+    import numpy as np
+
     params = _params(model_or_params)
     data = np.asarray(vector, dtype=float)
     if data.ndim != 1 or len(data) != len(params):

@@ -7,9 +7,7 @@ a replay does, and the README for a training loop.
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence
-
-import numpy as np
+from typing import Any, List
 
 from ._engines import engine_of
 
@@ -44,6 +42,8 @@ def assign(values: Any, array: Any) -> None:
     """Set the data of ``values`` (a Value, or nested lists of Values) from ``array``
     (a number, or an array/nested sequence of the same shape): how new inputs are fed
     to a compiled graph's input leaves, e.g. a fresh mini-batch."""
+    import numpy as np  # imported when needed: `import cmicrograd` stays light
+
     data = np.asarray(array, dtype=float)
     if type(values).__name__ == "Value":
         if data.ndim != 0:
