@@ -23,7 +23,14 @@
 #include <string.h>
 #ifdef _MSC_VER
 #include <intrin.h>
-#include <malloc.h>
+#endif
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <sys/mman.h>
+#ifndef MAP_ANONYMOUS
+#define MAP_ANONYMOUS MAP_ANON
+#endif
 #endif
 
 #ifdef Py_GIL_DISABLED
@@ -62,20 +69,29 @@ static inline unsigned cm_ctz(uint64_t x) {
 #endif
 }
 
+/* A chunk of CM_CHUNK_BYTES aligned to its size, straight from the OS: an aligned
+   malloc costs an extra ~8 KiB of resident memory per 64 KiB chunk here. */
 static void *cm_aligned_malloc(size_t size) {
 #ifdef _WIN32
-    return _aligned_malloc(size, size);
+    /* VirtualAlloc hands out 64 KiB-aligned regions (the allocation granularity) */
+    return VirtualAlloc(NULL, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
 #else
-    void *p = NULL;
-    return posix_memalign(&p, size, size) == 0 ? p : NULL;
+    size_t span = 2 * size;
+    char *p = (char *)mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *aligned;
+    if (p == (char *)MAP_FAILED) return NULL;
+    aligned = (char *)(((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1));
+    if (aligned > p) munmap(p, (size_t)(aligned - p));
+    if (aligned + size < p + span) munmap(aligned + size, (size_t)(p + span - (aligned + size)));
+    return aligned;
 #endif
 }
 
 static void cm_aligned_free(void *p) {
 #ifdef _WIN32
-    _aligned_free(p);
+    VirtualFree(p, 0, MEM_RELEASE);
 #else
-    free(p);
+    munmap(p, CM_CHUNK_BYTES);
 #endif
 }
 
