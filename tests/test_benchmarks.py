@@ -1,0 +1,43 @@
+"""``benchmarks/run.py --quick`` runs to the end and prints its table.
+
+Only that it works is checked: the exit code and the table's header. No timing is
+asserted (the numbers depend on the machine and on what else runs on it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+REQUIRE_EXTENSION = os.environ.get("CMICROGRAD_REQUIRE_EXTENSION", "").strip().lower() in (
+    "1", "true", "yes", "on",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not RUN.exists(), reason="not run from a source checkout")
+def test_quick_benchmark_run_prints_its_table():
+    try:
+        import cmicrograd._engine  # noqa: F401
+    except ImportError:
+        if REQUIRE_EXTENSION:
+            raise
+        pytest.skip("the benchmarks need the compiled engine, which is not built")
+    env = dict(os.environ)
+    env.pop("CMICROGRAD_PURE_PYTHON", None)  # the benchmark measures the compiled engine
+    done = subprocess.run(
+        [sys.executable, str(RUN), "--quick"],
+        capture_output=True, text=True, timeout=900, env=env,
+        cwd=str(RUN.parent.parent),
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    assert "cmicrograd benchmarks (quick run" in done.stdout
+    header = next((line for line in done.stdout.splitlines() if line.startswith("workload ")), "")
+    for column in ("micrograd (GC on / off)", "reference GC on", "reference GC off", "compiled",
+                   "ratio vs ref GC off", "ratio vs ref GC on", "target", "met?"):
+        assert column in header, (column, done.stdout[:3000])
