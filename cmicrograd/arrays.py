@@ -9,6 +9,7 @@ from ._engines import engine_of
 
 if TYPE_CHECKING:
     import numpy as np
+    from numpy.typing import NDArray
 
 
 def values(array: Any, engine: Optional[Any] = None) -> Any:
@@ -36,7 +37,7 @@ def values(array: Any, engine: Optional[Any] = None) -> Any:
     return flat
 
 
-def to_array(values: Any) -> "np.ndarray":
+def to_array(values: Any) -> "NDArray[Any]":
     """The data of a Value or of nested lists of Values, as a float array of that shape."""
     import numpy as np
 
@@ -58,14 +59,14 @@ def _params(model_or_params: Union[Any, Iterable[Any]]) -> List[Any]:
     return params
 
 
-def parameters_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> "np.ndarray":
+def parameters_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> "NDArray[Any]":
     """The parameters' data as one float vector, in ``parameters()`` order."""
     import numpy as np
 
     return np.array([p.data for p in _params(model_or_params)], dtype=float)
 
 
-def grads_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> "np.ndarray":
+def grads_to_vector(model_or_params: Union[Any, Iterable[Any]]) -> "NDArray[Any]":
     """The parameters' grads as one float vector, in ``parameters()`` order."""
     import numpy as np
 

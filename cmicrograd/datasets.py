@@ -6,14 +6,17 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def make_moons(n_samples: int = 100, noise: float = 0.1, seed: Optional[int] = 1337) -> Tuple[np.ndarray, np.ndarray]:
+def make_moons(n_samples: int = 100, noise: float = 0.1, seed: Optional[int] = 1337) -> Tuple[NDArray[Any], NDArray[Any]]:
     """Two interleaving half circles, as scikit-learn's make_moons draws them.
 
     Returns ``X`` (n_samples x 2 floats) and ``y`` (n_samples floats in {-1.0, +1.0}),
@@ -46,7 +49,7 @@ class DataError(ValueError):
     """A data file that cannot be used, with the file, line and reason in the message."""
 
 
-def load_csv(path: PathLike, label_column: int = -1) -> Tuple[np.ndarray, np.ndarray]:
+def load_csv(path: PathLike, label_column: int = -1) -> Tuple[NDArray[Any], NDArray[Any]]:
     """Features and labels from a CSV file: numeric columns, one of them the label
     (the last by default). A first row that is not numeric is taken as a header.
 
@@ -90,7 +93,7 @@ def load_csv(path: PathLike, label_column: int = -1) -> Tuple[np.ndarray, np.nda
     return X, y
 
 
-def signed_labels(y: np.ndarray) -> np.ndarray:
+def signed_labels(y: NDArray[Any]) -> NDArray[Any]:
     """Two-class labels as -1.0 / +1.0: {-1, 1} stay, {0, 1} map 0 to -1.
     DataError for anything else."""
     classes = sorted(set(np.asarray(y, dtype=float).tolist()))
@@ -102,7 +105,7 @@ def signed_labels(y: np.ndarray) -> np.ndarray:
     raise DataError(f"labels must be two classes, -1/+1 or 0/1; found {shown}")
 
 
-def save_csv(path: PathLike, X: np.ndarray, y: np.ndarray) -> None:
+def save_csv(path: PathLike, X: NDArray[Any], y: NDArray[Any]) -> None:
     """Write features and labels (the last column) as CSV with a header."""
     X = np.asarray(X, dtype=float)
     with open(path, "w", newline="", encoding="utf-8") as f:

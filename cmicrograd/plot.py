@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 PLOT_HINT = 'plotting needs matplotlib: pip install "cmicrograd[plot]"'
 
@@ -19,7 +22,7 @@ def require_matplotlib() -> None:
         raise ImportError(PLOT_HINT) from None
 
 
-def predict(model: Any, X: np.ndarray) -> np.ndarray:
+def predict(model: Any, X: NDArray[Any]) -> NDArray[Any]:
     """The model's scores for many rows at once, with numpy (no graph is built).
 
     Same formulas as the Values compute; for drawing, not for bit-exact results.
@@ -40,7 +43,7 @@ def predict(model: Any, X: np.ndarray) -> np.ndarray:
     return h[:, 0]
 
 
-def plot_decision_boundary(model: Any, X: np.ndarray, y: np.ndarray,
+def plot_decision_boundary(model: Any, X: NDArray[Any], y: NDArray[Any],
                            path: Union[str, "os.PathLike[str]"], title: Optional[str] = None,
                            resolution: int = 250) -> None:
     """Write a PNG of the model's decision regions (score > 0 vs < 0) with the points."""

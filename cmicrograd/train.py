@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 from .losses import accuracy, hinge_loss, l2_regularization
 from .optim import SGD, linear_decay
@@ -34,7 +37,7 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def batch_loss(model: Any, X: np.ndarray, y: np.ndarray, alpha: float = 1e-4):
+def batch_loss(model: Any, X: NDArray[Any], y: NDArray[Any], alpha: float = 1e-4) -> Tuple[Any, float]:
     """(total loss, accuracy) of the model on rows X with labels y in {-1, +1}:
     the demo's ``loss()``."""
     V = model.engine.Value
@@ -44,14 +47,14 @@ def batch_loss(model: Any, X: np.ndarray, y: np.ndarray, alpha: float = 1e-4):
     return total, accuracy(scores, labels)
 
 
-def _loss_graph(model: Any, inputs: List[Any], labels: List[Any], alpha: float):
+def _loss_graph(model: Any, inputs: List[Any], labels: List[Any], alpha: float) -> Tuple[Any, List[Any]]:
     """The demo's loss over given input rows (Values) and labels (numbers or Values)."""
     scores = [model(x) for x in inputs]
     total = hinge_loss(scores, labels) + l2_regularization(model.parameters(), alpha)
     return total, scores
 
 
-def train(model: Any, X: np.ndarray, y: np.ndarray, steps: int = 100, lr: float = 1.0,
+def train(model: Any, X: NDArray[Any], y: NDArray[Any], steps: int = 100, lr: float = 1.0,
           batch_size: Optional[int] = None, alpha: float = 1e-4, seed: Optional[int] = None,
           on_step: Optional[StepCallback] = None, compiled: bool = True) -> TrainResult:
     """Train ``model`` on (X, y) as micrograd's demo does; see the module docstring.

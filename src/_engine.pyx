@@ -1171,8 +1171,9 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
     cdef const long long* kids
     cdef Py_ssize_t i, j
     cdef Value v
-    if (version != PICKLE_FORMAT or n < 1 or len(nums_b) != n * 4 * sizeof(double)
-            or len(meta_b) != n * 2 or len(kids_b) != n * 2 * sizeof(long long)):
+    if (version != PICKLE_FORMAT or n < 1 or n > len(meta_b)
+            or len(nums_b) != n * 4 * <Py_ssize_t>sizeof(double)
+            or len(meta_b) != n * 2 or len(kids_b) != n * 2 * <Py_ssize_t>sizeof(long long)):
         raise ValueError("not a cmicrograd graph pickle (or one from another version)")
     nums = <const double*><const char*>nums_b
     meta = <const unsigned char*><const char*>meta_b
