@@ -15,13 +15,20 @@ explains every row. Only the C file's compilation runs outside this process.
 
 from __future__ import annotations
 
+import os
+
+# One thread for every numeric library, before any is imported: numpy's OpenBLAS threads
+# otherwise spin on the other core (on this 2-vCPU VM, a hyperthread sibling of ours)
+# and halve the speed of whatever is being measured. PyTorch gets set_num_threads(1).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 import argparse
 import ctypes
 import datetime
 import gc
 import json
 import math
-import os
 import platform
 import random
 import shutil

@@ -10,6 +10,11 @@ import argparse
 import os
 import random
 import sys
+
+# Training never calls BLAS; numpy's OpenBLAS threads would only spin on the other cores
+# and slow the run down. Users can still choose otherwise in the environment.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 from typing import List, Optional, Sequence, TextIO
 
 EXIT_USAGE = 2

@@ -146,6 +146,18 @@ cdef class CompiledGraph:
 
     # ---- recording ------------------------------------------------------------------
     cdef int _record(self) except -1:
+        # Recording makes tens of thousands of short-lived lists and tuples: without the
+        # cyclic GC scanning them as they come, it takes a third less time.
+        import gc
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._record_graph()
+        finally:
+            if enabled:
+                gc.enable()
+
+    cdef int _record_graph(self) except -1:
         global _n_recorded
         cdef NodeArray topo
         cdef Py_ssize_t i, j, t, n_topo
