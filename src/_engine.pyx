@@ -424,12 +424,17 @@ cdef tuple _distinct_children(object children):
 
 # ---- building nodes ------------------------------------------------------------------
 cdef inline Value _new_node(double data, int code, Value a, double k):
-    cdef Value out = _new_value()
-    out.n.data = data
+    """A new node: every field set here (the hot path skips zeroing the memory first)."""
+    cdef Value out = __cm_new_value_unset(VALUE_TYPE, EXTRA_OFFSET)
     out.n.code = code
-    out.n.k = k
+    out.n.flags = 0
     Py_INCREF(a)
     out.n.a = &a.n
+    out.n.b = NULL
+    out.n.data = data
+    out.n.grad = 0.0
+    out.n.k = k
+    out.n.kgrad = 0.0
     return out
 
 
@@ -598,8 +603,18 @@ cdef extern from *:
         *(PyObject **)((char *)o + extra_offset) = Py_None;
         return o;
     }
+
+    /* The same without zeroing the node: the caller sets every field. */
+    static PyObject *__cm_new_value_unset(PyTypeObject *type, Py_ssize_t extra_offset) {
+        PyObject *o = cm_value_alloc_raw(type);
+        if (o == NULL) return NULL;
+        Py_INCREF(Py_None);
+        *(PyObject **)((char *)o + extra_offset) = Py_None;
+        return o;
+    }
     """
     Value __cm_new_value(PyTypeObject*, Py_ssize_t, Py_ssize_t)
+    Value __cm_new_value_unset(PyTypeObject*, Py_ssize_t)
 
 
 cdef inline Value _new_value():
