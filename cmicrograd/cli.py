@@ -171,29 +171,22 @@ def _engine_modules(choice: Optional[str]):
         if choice == "compiled":
             raise UsageError(f"the compiled engine is not available ({exc}); use --engine python") from None
         return reference_nn, "python"
-    if cmicrograd.IMPLEMENTATION == "cython":
-        from . import nn as compiled_nn
-        return compiled_nn, "compiled"
-    # CMICROGRAD_PURE_PYTHON picked the reference for cmicrograd.nn; honour --engine compiled
-    from . import _nn, _engine as engine_module
+    if cmicrograd.IMPLEMENTATION != "cython":
+        if choice == "compiled":
+            raise UsageError("CMICROGRAD_PURE_PYTHON is set, which forces the pure-Python engine: "
+                             "unset it or use --engine python")
+        return reference_nn, "python"
+    from . import nn as compiled_nn
+    return compiled_nn, "compiled"
 
-    class Neuron(_nn.Neuron):
-        engine = engine_module
 
-    class Layer(_nn.Layer):
-        engine = engine_module
-        neuron_class = Neuron
-
-    class MLP(_nn.MLP):
-        engine = engine_module
-        layer_class = Layer
-
-    class _NN:
-        pass
-
-    forced = _NN()
-    forced.MLP = MLP  # type: ignore[attr-defined]
-    return forced, "compiled"
+def _unreadable(option: str, path: str, kind: str, exc: OSError) -> UsageError:
+    """The one-line error for a file an option names that cannot be read."""
+    if isinstance(exc, FileNotFoundError):
+        return UsageError(f"{option}: no such file: {path}")
+    if isinstance(exc, IsADirectoryError):
+        return UsageError(f"{option}: {path} is a directory, not {kind}")
+    return UsageError(f"{option}: cannot read {path}: {exc.strerror or exc}")
 
 
 def _load_data(args: argparse.Namespace):
@@ -204,12 +197,8 @@ def _load_data(args: argparse.Namespace):
     try:
         X, y = load_csv(args.data)
         y = signed_labels(y)
-    except FileNotFoundError:
-        raise UsageError(f"--data: no such file: {args.data}") from None
-    except IsADirectoryError:
-        raise UsageError(f"--data: {args.data} is a directory, not a CSV file") from None
     except OSError as exc:
-        raise UsageError(f"--data: cannot read {args.data}: {exc.strerror or exc}") from None
+        raise _unreadable("--data", args.data, "a CSV file", exc) from None
     except DataError as exc:
         raise UsageError(f"--data: {exc}") from None
     if len(X) < 1:
@@ -223,12 +212,8 @@ def _model(args: argparse.Namespace, nn, nin: int):
             raise UsageError("--load takes the architecture from the model file; drop --hidden/--activation")
         try:
             model = nn.MLP.load(args.load)
-        except FileNotFoundError:
-            raise UsageError(f"--load: no such file: {args.load}") from None
-        except IsADirectoryError:
-            raise UsageError(f"--load: {args.load} is a directory, not a model file") from None
         except OSError as exc:
-            raise UsageError(f"--load: cannot read {args.load}: {exc.strerror or exc}") from None
+            raise _unreadable("--load", args.load, "a model file", exc) from None
         except ValueError as exc:
             raise UsageError(f"--load: {args.load}: {exc}") from None
         if model.nin != nin:

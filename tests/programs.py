@@ -21,6 +21,8 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from cmicrograd.function import Function
+
 BINARY = ["+", "*", "-", "/"]
 WITH_CONSTANT = ["+c", "c+", "*c", "c*", "-c", "c-", "/c", "c/"]
 UNARY = ["neg", "pow", "relu", "tanh", "exp", "log", "sigmoid"]
@@ -219,3 +221,17 @@ def random_program(rng: random.Random, max_steps: int = 40) -> Program:
     return Program(leaves, steps, inspect_first=rng.random() < 0.3,
                    seed_node=rng.choice([-1, -1, -1, rng.randrange(len(leaves) + len(steps))]),
                    backward_twice=rng.random() < 0.2)
+
+
+class Cube(Function):
+    """x**3 as a Function (a custom op with a Python forward and backward), for tests."""
+
+    @staticmethod
+    def forward(ctx: Any, x: float) -> float:
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx: Any, grad: float) -> float:
+        (x,) = ctx.saved_values
+        return 3 * x**2 * grad

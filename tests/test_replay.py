@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import cmicrograd
 import programs as P
 from cmicrograd.datasets import make_moons
-from cmicrograd.function import Function
+from programs import Cube
 from cmicrograd.train import batch_loss
 
 
@@ -176,18 +176,6 @@ def test_handwritten_backward_cannot_be_compiled(engine):
     out._backward = _backward
     with pytest.raises(TypeError, match="cannot compile a node with op 'twice'.*Function"):
         cmicrograd.compile(out * 3)
-
-
-class Cube(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_values
-        return 3 * x**2 * grad
 
 
 def test_function_nodes_replay(engine):

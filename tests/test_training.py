@@ -11,6 +11,7 @@ import pytest
 
 from cmicrograd import datasets
 from cmicrograd.function import Function
+from programs import Cube
 from cmicrograd.gradcheck import gradcheck
 from cmicrograd.losses import accuracy, hinge_loss, l2_regularization, mse_loss
 from cmicrograd.optim import SGD, linear_decay
@@ -158,18 +159,6 @@ def test_gradcheck_catches_a_wrong_backward(engine):
 
 
 # ---- Function ------------------------------------------------------------------------
-class Cube(Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_values
-        return 3 * x**2 * grad
-
-
 class Hypot(Function):
     @staticmethod
     def forward(ctx, x, y):

@@ -297,15 +297,7 @@ class Value:
         Iterative (no recursion limit). Grads are *added to*: a second call adds the
         same gradients again, as in micrograd, so zero them between passes.
         """
-        topo = _topological_order(self)
-        self._grad = 1.0
-        for v in reversed(topo):
-            if v._user is not None:
-                v._user()
-            else:
-                rule = BACKWARD[v._code]
-                if rule is not None:
-                    rule(v)
+        _backward_through(self, _topological_order(self))
 
     # ---- attributes ------------------------------------------------------------------
     @property
@@ -389,6 +381,19 @@ def _leaf(data: float) -> Value:
     out._label = ""
     out._user = None
     return out
+
+
+def _backward_through(root: Value, topo: List[Value]) -> None:
+    """Seed root's grad with 1.0 and apply every node's backward rule, in reverse
+    topological order (``topo`` lists the graph under root, children first)."""
+    root._grad = 1.0
+    for v in reversed(topo):
+        if v._user is not None:
+            v._user()
+        else:
+            rule = BACKWARD[v._code]
+            if rule is not None:
+                rule(v)
 
 
 def _distinct_children(children: Iterable[Any], cls: type) -> Tuple[Any, ...]:
@@ -520,14 +525,7 @@ class CompiledGraph:
         it: set the output's grad to 1.0 and accumulate into every recorded node."""
         if self._forward_failed:
             raise RuntimeError("the last forward() failed: call forward() again first")
-        self.output._grad = 1.0
-        for v in reversed(self._topo):
-            if v._user is not None:
-                v._user()
-            else:
-                rule = BACKWARD[v._code]
-                if rule is not None:
-                    rule(v)
+        _backward_through(self.output, self._topo)
 
     @property
     def num_nodes(self) -> int:
