@@ -59,13 +59,23 @@ cdef Py_ssize_t _n_recorded = 0     # nodes flagged RECORDED in all live tapes
 
 
 cdef void _detach_tapes() noexcept:
-    """Write every live tape back into its Values and detach it (see above)."""
+    """Write every live tape back into its Values and detach it (see above).
+
+    A tape in the middle of a replay (another thread's, with the GIL released, or ours,
+    in a Function's callback) is not touched: it detaches itself when the replay ends,
+    so its arrays are never copied half-computed."""
     global _n_recorded
+    cdef bint pending = False
     if _n_recorded == 0 or _live_tapes is None:
         return
     for tape in list(_live_tapes):
-        (<CompiledGraph>tape)._detach()
-    _n_recorded = 0
+        if (<CompiledGraph>tape).running:
+            (<CompiledGraph>tape).detach_pending = True
+            pending = True
+        else:
+            (<CompiledGraph>tape)._detach()
+    if not pending:
+        _n_recorded = 0
 
 
 cdef inline void _touch(Node* node) noexcept:
@@ -107,6 +117,7 @@ cdef class CompiledGraph:
     cdef bint has_custom             # Function nodes: replay calls into Python
     cdef bint recorded
     cdef bint running
+    cdef bint detach_pending         # asked to detach while running: do it when done
     cdef bint forward_failed
     cdef list keep                   # a reference to every recorded Value
     cdef list functions              # per CUSTOM entry: its FunctionBackward
@@ -485,6 +496,7 @@ cdef class CompiledGraph:
 
     cdef void _detach(self) noexcept:
         cdef Py_ssize_t i
+        self.detach_pending = False
         if not self.recorded:
             return
         if not self.forward_failed:
@@ -523,6 +535,7 @@ cdef class CompiledGraph:
         finally:
             self.running = False
         if err:
+            self._finish_pending_detach()
             en = &self.entries[failed]
             if en.code == DOT:   # its fused activation failed
                 raise_math_error(err, self.D[en.out], 0.0)
@@ -536,7 +549,9 @@ cdef class CompiledGraph:
             memset(self.sgrad, 0, self.n_terms * sizeof(double))
             memset(self.mgrad, 0, self.n_terms * sizeof(double))
         self.forward_failed = False
-        return self.D[self.out_slot]
+        value = self.D[self.out_slot]
+        self._finish_pending_detach()
+        return value
 
     cdef Py_ssize_t _forward_entries(self, int* err) except? -2:
         """Forward with Function nodes: C runs between them, Python for them."""
@@ -599,12 +614,18 @@ cdef class CompiledGraph:
             for i in range(self.n_shown):
                 self.shown_nodes[i].grad = self.G[self.shown_slots[i]]
             self.passes += 1
+            self._finish_pending_detach()
         if err:
             en = &self.entries[self.program[failed].entry]
             if en.code == POW:
                 raise_math_error(err, self.D[en.a], en.k - 1.0)
             raise_math_error(err, self.D[en.a], self.G[en.out])
         return None
+
+    cdef void _finish_pending_detach(self) noexcept:
+        """Detach now if someone asked while this tape was running (see _detach_tapes)."""
+        if self.detach_pending:
+            self._detach()
 
     cdef int _enter_full_mode(self) except -1:
         """Spell out the intermediate grads a first fast backward left implicit."""

@@ -347,3 +347,56 @@ def test_deepcopy_of_model_and_replay(engine):
     loss2, _ = batch_loss(other, X, y)
     g1, g2 = cmicrograd.compile(loss), cmicrograd.compile(loss2)
     assert g1.forward() == g2.forward()
+
+
+def test_revealing_one_graph_never_disturbs_a_replay_in_another_thread(engine):
+    """Thread B replays and looks inside its own graph (which detaches every tape)
+    while thread A replays: A's tape must not be detached halfway through a replay."""
+    import sys
+    import threading
+
+    X, y = make_moons(40, 0.1, seed=11)
+
+    def setup(seed):
+        model = _moons_model(engine, seed=seed)
+        loss, _ = batch_loss(model, X, y)
+        return model, loss
+
+    def train(model, loss, steps=25):
+        g = cmicrograd.compile(loss)
+        trace = []
+        for _ in range(steps):
+            trace.append(P.bits(g.forward()))
+            model.zero_grad()
+            g.backward()
+            trace.extend(P.bits(p.grad) for p in model.parameters())
+            engine.engine.sgd_update(model.parameters(), 0.05)
+        return trace
+
+    want = train(*setup(1))
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(3):
+            a_model, a_loss = setup(1)
+            b_model, b_loss = setup(2)
+            b_step = cmicrograd.compile(b_loss)
+            inside = b_loss._prev[0]
+            stop = threading.Event()
+
+            def poke():
+                while not stop.is_set():
+                    b_step.forward()
+                    b_step.backward()
+                    inside._prev
+
+            t = threading.Thread(target=poke)
+            t.start()
+            try:
+                got = train(a_model, a_loss)
+            finally:
+                stop.set()
+                t.join()
+            assert got == want
+    finally:
+        sys.setswitchinterval(interval)
