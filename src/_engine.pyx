@@ -1195,6 +1195,8 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
     kids = <const long long*><const char*>kids_b
     cdef list nodes = [None] * n
     for i, leaf in leaves:
+        if type(leaf) is not Value or not 0 <= i < n or nodes[i] is not None:
+            raise ValueError("a graph pickle's leaves must be distinct Values at valid positions")
         nodes[i] = leaf
     for i in range(n):
         if nodes[i] is not None:
@@ -1214,6 +1216,8 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
                     if kids[2 * i + j] >= i:
                         raise ValueError("a graph pickle's operands must come before their node")
                     child = nodes[kids[2 * i + j]]
+                    if type(child) is not Value:
+                        raise ValueError("a graph pickle's operand is not a Value")
                     Py_INCREF(child)
                     if j == 0:
                         v.n.a = &(<Value>child).n

@@ -113,3 +113,19 @@ def test_random_graphs_roundtrip_in_both_engines(both):
             P.assert_same_run(
                 P.Run(nodes=[copy_]), P.Run(nodes=[root]), (ns.engine, ns.engine)
             )
+
+
+@pytest.mark.parametrize("leaf", [1.5, "x", None, object()])
+def test_crafted_graph_pickle_is_refused_not_crashed(engine, leaf):
+    """A pickle whose leaf is not a Value: a clear ValueError, never a crash."""
+    V = engine.Value
+    a = V(2.0)
+    out = a * a + 1.0
+    rebuild, args = out.__reduce__()
+    version, n, nums, meta, kids, leaves, extras = args
+    assert leaves, "the graph has a leaf"
+    bad = [(leaves[0][0], leaf)] + list(leaves[1:])
+    with pytest.raises(ValueError, match="leaves must be distinct Values"):
+        rebuild(version, n, nums, meta, kids, bad, extras)
+    with pytest.raises(ValueError, match="leaves must be distinct Values"):
+        rebuild(version, n, nums, meta, kids, [(n + 5, V(1.0))], extras)

@@ -590,6 +590,8 @@ def _rebuild(version: int, n: int, nums_b: bytes, meta_b: bytes, kids_b: bytes,
         raise ValueError("not a cmicrograd graph pickle (or one from another version)")
     nodes: List[Any] = [None] * n
     for i, leaf in leaves:
+        if type(leaf) is not Value or not 0 <= i < n or nodes[i] is not None:
+            raise ValueError("a graph pickle's leaves must be distinct Values at valid positions")
         nodes[i] = leaf
     for i in range(n):
         if nodes[i] is not None:
