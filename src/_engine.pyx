@@ -766,6 +766,7 @@ cdef int _topological_sort(Node* root, NodeArray* arr) except -1:
     cdef PyObject* children
     arr.n = 0
     arr.stack_n = 0
+    p = 0
     try:
         _push_stack(arr, root)
         while arr.stack_n:
@@ -807,8 +808,12 @@ cdef int _topological_sort(Node* root, NodeArray* arr) except -1:
                 if not (node.a.flags & VISITED):
                     _push_stack(arr, node.a)
     except BaseException:
+        # out of memory: clear every mark, including the one on the entry just popped,
+        # which is in neither array
         _clear_visited(arr.items, arr.n)
         _clear_visited(arr.stack, arr.stack_n)
+        if p:
+            _clear_visited(<Node**>&p, 1)
         raise
     return custom
 
