@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# Build cmicrograd's compiled engine with AddressSanitizer + UndefinedBehaviorSanitizer
+# and run the whole test suite, then tools/valgrind.sh's memory scenarios, under it.
+#
+#   tools/sanitize.sh [--mode chunks|malloc|both] [--no-tests] [--no-scenarios]
+#                     [--keep] [-- PYTEST_ARGS...]
+#
+# Exit status: 0 when clean; 1 on any ASan error (anywhere: only our extension is
+# instrumented, but its bad accesses can surface elsewhere), any UBSan error, any leak
+# whose allocation stack goes through the engine, any failing test or scenario; 2 when
+# the build or the setup fails.
+#
+# How it works:
+# * The checkout (tracked and untracked, non-ignored files) is copied to a scratch
+#   directory and built in place there with CMICROGRAD_EXTRA_CFLAGS/LDFLAGS (setup.py),
+#   so the checkout's own build is left alone. The scratch copy comes first on
+#   PYTHONPATH; the run checks that it is the engine being tested.
+# * Python is not instrumented, so libasan is LD_PRELOADed; PYTHONMALLOC=malloc makes
+#   every Python allocation a malloc() that ASan can see.
+# * The engine keeps Values in its own 64 KiB chunks (src/value_alloc.h), where ASan
+#   cannot see a dead Value. A header force-included into the build (no source change)
+#   fixes that, in one of two modes:
+#     chunks  the engine's real allocator; a freed slot is poisoned until reused
+#     malloc  every Value is its own malloc() block: ASan's quarantine catches any use
+#             after free, LeakSanitizer sees a Value that lost its last reference
+#   --mode both (the default) runs everything in both.
+# * Leaks: CPython and numpy never free some of their own memory at exit, so a leak
+#   report alone means nothing. Only leaks whose allocation stack has a frame in the
+#   engine (cmicrograd/_engine*.so, _engine.c, value_alloc.h, *.pyx, *.pxi) count; the
+#   others are counted and left in the logs. The test suite runs with ASan's fast
+#   (frame-pointer) unwinder, which cannot walk through CPython's frames, so there
+#   only allocations the engine makes itself are attributed; the scenarios run with
+#   the full unwinder (fast_unwind_on_malloc=0), which attributes every leak but is
+#   too slow for the whole suite.
+# * Child processes the tests start (the CLI tests) run under ASan too, with leak
+#   detection off (their exit status is part of what those tests check).
+# * tests/test_memory.py's RSS checks skip themselves under ASan (shadow memory and
+#   the quarantine make RSS meaningless).
+#
+# Needs gcc with libasan (Debian: gcc), the test dependencies in the Python used
+# (pip install -e ".[test]"), and pip access to the build requirements (setuptools,
+# Cython: installed into the scratch directory). PYTHON=... picks the interpreter; default: .venv/bin/python,
+# venv/bin/python, then python3. Tested with gcc 12 (Debian 12) and CPython 3.11.
+# The whole run takes about 14 minutes (both modes, idle 2-core machine); `-- -m
+# "not slow"` skips the suite's long tests, --mode picks one mode, --no-tests runs only
+# the scenarios (2 minutes for both modes). One scenario pins a documented
+# limitation (see tools/valgrind.sh --help).
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+MODES=(chunks malloc)
+RUN_TESTS=1
+RUN_SCENARIOS=1
+KEEP=0
+PYTEST_ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --mode) shift
+                case "${1:-}" in
+                    chunks|malloc) MODES=("$1") ;;
+                    both) MODES=(chunks malloc) ;;
+                    *) echo "sanitize.sh: --mode chunks|malloc|both" >&2; exit 2 ;;
+                esac ;;
+        --no-tests) RUN_TESTS=0 ;;
+        --no-scenarios) RUN_SCENARIOS=0 ;;
+        --keep) KEEP=1 ;;
+        --) shift; PYTEST_ARGS=("$@"); break ;;
+        -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "sanitize.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+die() { echo "sanitize.sh: $*" >&2; exit 2; }
+
+# ---- the interpreter and the toolchain ---------------------------------------------
+if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
+elif [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
+elif [ -x "$ROOT/venv/bin/python" ]; then PY="$ROOT/venv/bin/python"
+else PY="$(command -v python3)" || die "no python3 found (set PYTHON)"
+fi
+# the interpreter itself, not a wrapper that may pick another one in another directory
+PY="$("$PY" -c 'import sys; print(sys.executable)')" || die "$PY does not run"
+"$PY" -c "import pytest, hypothesis, numpy" 2>/dev/null \
+    || die "$PY lacks the test dependencies: $PY -m pip install -e '$ROOT[test]'"
+CC="${CC:-gcc}"
+export CC
+LIBASAN="$("$CC" -print-file-name=libasan.so)"
+ASAN_LINK=""
+[ -f "$LIBASAN" ] || die "no ASan runtime for $CC (Debian: apt-get install gcc)"
+# C++ extensions the tests load (matplotlib's) throw exceptions: ASan's __cxa_throw
+# interceptor needs libstdc++ loaded when ASan starts, so it is preloaded too
+PRELOAD="$LIBASAN"
+LIBSTDCXX="$("$CC" -print-file-name=libstdc++.so.6 2>/dev/null)"
+case "$LIBSTDCXX" in /*) [ -f "$LIBSTDCXX" ] && PRELOAD="$PRELOAD:$LIBSTDCXX" ;; esac
+
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/cmicrograd-sanitize.XXXXXX")" || die "mktemp failed"
+if [ "$KEEP" = 1 ]; then
+    trap 'echo "sanitize.sh: kept $SCRATCH"' EXIT
+else
+    trap 'rm -rf "$SCRATCH"' EXIT
+fi
+
+# UBSan if the compiler can link it with ASan
+SAN="address"
+echo 'int main(void){return 0;}' > "$SCRATCH/ubsan.c"
+if "$CC" -fsanitize=address,undefined $ASAN_LINK "$SCRATCH/ubsan.c" -o "$SCRATCH/ubsan" 2>/dev/null \
+        && "$SCRATCH/ubsan"; then
+    SAN="address,undefined"
+fi
+echo "sanitize.sh: $CC with -fsanitize=$SAN, runtime $LIBASAN; python $PY"
+
+# The build requirements of pyproject.toml ([build-system] requires: setuptools, Cython),
+# installed by pip into the scratch directory, as pip's isolated builds do
+REQS="$("$PY" - "$ROOT/pyproject.toml" <<'PYEOF'
+import re, sys
+text = open(sys.argv[1]).read()
+try:
+    import tomllib
+    print("\n".join(tomllib.loads(text)["build-system"]["requires"]))
+except ImportError:  # Python < 3.11
+    m = re.search(r"^\[build-system\][^\[]*?requires\s*=\s*\[(.*?)\]", text, re.S | re.M)
+    print("\n".join(re.findall(r'"([^"]+)"', m.group(1))) if m else "Cython>=3.1,<4")
+PYEOF
+)" || die "cannot read $ROOT/pyproject.toml"
+mapfile -t REQS_ARR <<< "$REQS"
+echo "sanitize.sh: installing the build requirements (${REQS_ARR[*]}) into $SCRATCH/buildtools"
+"$PY" -m pip install --quiet --disable-pip-version-check --target "$SCRATCH/buildtools" \
+    "${REQS_ARR[@]}" >"$SCRATCH/pip.log" 2>&1 || { cat "$SCRATCH/pip.log"; die "could not install the build requirements"; }
+BUILD_PYTHONPATH="$SCRATCH/buildtools"
+
+# ---- the scenarios (one source: tools/valgrind.sh) -----------------------------------
+bash "$HERE/valgrind.sh" --print-scenarios > "$SCRATCH/scenarios.py" \
+    || die "tools/valgrind.sh --print-scenarios failed"
+
+# ---- the force-included allocator header ---------------------------------------------
+cat > "$SCRATCH/asan_value_alloc.h" <<'EOF'
+/* Force-included by tools/sanitize.sh before src/_engine.c (the sources are unchanged).
+ * CM_ASAN_MALLOC: every Value its own malloc() block (replaces src/value_alloc.h).
+ * Otherwise: the real chunk allocator, with each freed slot poisoned until reused. */
+#ifndef CMICROGRAD_ASAN_VALUE_ALLOC_H
+#define CMICROGRAD_ASAN_VALUE_ALLOC_H
+#ifndef PY_SSIZE_T_CLEAN
+#define PY_SSIZE_T_CLEAN
+#endif
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sanitizer/asan_interface.h>
+
+#ifdef CM_ASAN_MALLOC
+#define CMICROGRAD_VALUE_ALLOC_H
+#define CM_GC_HEAD (2 * sizeof(uintptr_t))
+static size_t cm_slot_size;
+static Py_ssize_t cm_live = 0;
+static int cm_alloc_init(Py_ssize_t basicsize) {
+    cm_slot_size = (CM_GC_HEAD + (size_t)basicsize + 15) & ~(size_t)15;
+    return 0;
+}
+static inline PyObject *cm_value_alloc_raw(PyTypeObject *type) {
+    char *mem = (char *)malloc(cm_slot_size);
+    PyObject *o;
+    if (mem == NULL) return PyErr_NoMemory();
+    memset(mem, 0, CM_GC_HEAD);
+    cm_live++;
+    o = (PyObject *)(mem + CM_GC_HEAD);
+    (void)PyObject_Init(o, type);
+    return o;
+}
+static PyObject *cm_value_alloc(PyTypeObject *type, Py_ssize_t nitems) {
+    char *mem = (char *)calloc(1, cm_slot_size);
+    PyObject *o;
+    (void)nitems;
+    if (mem == NULL) return PyErr_NoMemory();
+    cm_live++;
+    o = (PyObject *)(mem + CM_GC_HEAD);
+    (void)PyObject_Init(o, type);
+    return o;
+}
+static inline int cm_is_tracked(PyObject *o) { return ((uintptr_t *)o)[-2] != 0; }
+static void cm_value_free(void *op) { free((char *)op - CM_GC_HEAD); cm_live--; }
+static Py_ssize_t cm_trim(void) { return 0; }
+/* bytes of live Values: 0 exactly when no Value is alive, as with the chunks */
+static Py_ssize_t cm_bytes_held(void) { return cm_live * (Py_ssize_t)cm_slot_size; }
+
+#else
+/* Chunks may come straight from mmap: unpoison a region before it is unmapped, or a
+   later mapping at the same address would inherit the poison. */
+#include <sys/mman.h>
+static int cm_asan_munmap(void *p, size_t n) {
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+    return (munmap)(p, n);
+}
+#define munmap cm_asan_munmap
+#include "value_alloc.h"
+static PyObject *cm_asan_value_alloc(PyTypeObject *type, Py_ssize_t nitems) {
+    char *mem = cm_slot_alloc();
+    PyObject *o;
+    (void)nitems;
+    if (mem == NULL) return PyErr_NoMemory();
+    ASAN_UNPOISON_MEMORY_REGION(mem, cm_slot_size);
+    memset(mem, 0, cm_slot_size);
+    o = (PyObject *)(mem + CM_GC_HEAD);
+    (void)PyObject_Init(o, type);
+    return o;
+}
+static inline PyObject *cm_asan_value_alloc_raw(PyTypeObject *type) {
+    char *mem = cm_slot_alloc();
+    PyObject *o;
+    if (mem == NULL) return PyErr_NoMemory();
+    ASAN_UNPOISON_MEMORY_REGION(mem, cm_slot_size);
+    memset(mem, 0, CM_GC_HEAD);
+    o = (PyObject *)(mem + CM_GC_HEAD);
+    (void)PyObject_Init(o, type);
+    return o;
+}
+static void cm_asan_value_free(void *op) {
+    /* poison first: cm_value_free reads only the chunk's header, and may free the chunk */
+    ASAN_POISON_MEMORY_REGION((char *)op - CM_GC_HEAD, cm_slot_size);
+    cm_value_free(op);
+}
+#define cm_value_alloc cm_asan_value_alloc
+#define cm_value_alloc_raw cm_asan_value_alloc_raw
+#define cm_value_free cm_asan_value_free
+#endif
+#endif
+EOF
+
+# ---- the report parser -----------------------------------------------------------------
+cat > "$SCRATCH/report.py" <<'EOF'
+"""Summarise ASan/LSan/UBSan logs: print what is ours, exit 1 if anything is."""
+import glob, os, re, sys
+
+OURS = re.compile(r"cmicrograd/_engine[.\w-]*\.so|_engine\.c:|value_alloc\.h|\.pyx:|\.pxi:"
+                  r"|__pyx_\w*10cmicrograd")
+logdir, label = sys.argv[1], sys.argv[2]
+errors, leaks, foreign, ub = [], [], [], []
+for path in sorted(glob.glob(os.path.join(logdir, "*"))):
+    text = open(path, errors="replace").read()
+    for m in re.finditer(r"^==\d+==ERROR: AddressSanitizer: .*?(?=^==\d+==ABORTING|\Z)", text, re.M | re.S):
+        errors.append((path, m.group(0)))
+    for m in re.finditer(r"^(Direct|Indirect) leak of .*?(?=^\s*$)", text, re.M | re.S):
+        (leaks if OURS.search(m.group(0)) else foreign).append((path, m.group(0)))
+    for m in re.finditer(r"^.*runtime error:.*?(?=^\s*$|\Z)", text, re.M | re.S):
+        ub.append((path, m.group(0)))
+bad = 0
+for kind, items in (("ASan error", errors), ("UBSan error", ub), ("leak through the engine", leaks)):
+    for path, block in items:
+        bad += 1
+        print(f"---- {label}: {kind} ({os.path.basename(path)})")
+        print("\n".join(block.splitlines()[:40]))
+print(f"{label}: {len(errors)} ASan errors, {len(ub)} UBSan errors, "
+      f"{len(leaks)} leaks through the engine, {len(foreign)} leak records outside it "
+      f"(CPython/numpy; ignored)")
+sys.exit(1 if bad else 0)
+EOF
+
+# ---- build, run, report, per mode ----------------------------------------------------------
+status=0
+for mode in "${MODES[@]}"; do
+    work="$SCRATCH/$mode"
+    logs="$SCRATCH/logs-$mode"
+    mkdir -p "$work" "$logs"
+    if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+        (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard) \
+            | (cd "$ROOT" && xargs -0 -r cp --parents -t "$work" 2>/dev/null) || true
+    else
+        tar -C "$ROOT" --exclude=./.git --exclude=./venv --exclude=./.venv --exclude=./build \
+            --exclude='*.so' --exclude='src/_engine.c' -cf - . | tar -C "$work" -xf -
+    fi
+    [ -f "$work/setup.py" ] || die "could not copy the checkout to $work"
+    cflags="-fsanitize=$SAN -fno-omit-frame-pointer -g -O1"
+    cflags="$cflags -include $SCRATCH/asan_value_alloc.h"
+    [ "$mode" = malloc ] && cflags="$cflags -DCM_ASAN_MALLOC"
+    echo "sanitize.sh [$mode]: building in $work"
+    start=$SECONDS
+    if ! (cd "$work" && rm -f src/_engine.c \
+            && PYTHONPATH="$BUILD_PYTHONPATH" CMICROGRAD_EXTRA_CFLAGS="$cflags" \
+               CMICROGRAD_EXTRA_LDFLAGS="-fsanitize=$SAN $ASAN_LINK" \
+               "$PY" setup.py build_ext --inplace >"$logs/build.log" 2>&1); then
+        cat "$logs/build.log"; die "the sanitizer build failed"
+    fi
+    echo "sanitize.sh [$mode]: built in $((SECONDS - start)) s"
+
+    common="halt_on_error=1:abort_on_error=0:detect_odr_violation=0:malloc_context_size=30"
+    common="$common:check_initialization_order=1:strict_init_order=1:log_path=$logs/asan"
+    export LD_PRELOAD="$PRELOAD${LD_PRELOAD:+:$LD_PRELOAD}"
+    export PYTHONMALLOC=malloc
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=0:log_path=$logs/ubsan"
+    export PYTHONPATH="$work"
+    export CMICROGRAD_REQUIRE_EXTENSION=1
+    export PYTHONDONTWRITEBYTECODE=1
+
+    where="$(cd "$SCRATCH" && ASAN_OPTIONS="detect_leaks=0:$common" "$PY" -c \
+             'import cmicrograd, cmicrograd._engine as e; print(cmicrograd.IMPLEMENTATION, e.__file__)' 2>&1)"
+    case "$where" in
+        "cython $work/"*) echo "sanitize.sh [$mode]: testing $where" ;;
+        *) echo "$where"; unset LD_PRELOAD PYTHONMALLOC
+           "$PY" "$SCRATCH/report.py" "$logs" "$mode (import)"
+           die "importing the instrumented engine failed (see above)" ;;
+    esac
+
+    if [ "$RUN_TESTS" = 1 ]; then
+        start=$SECONDS
+        # The test process checks for leaks; processes it starts run with leak checks
+        # off (ASan reads its options at startup, so changing the variable inside the
+        # process only affects children). Our pytest exit status is written to a file,
+        # since LeakSanitizer replaces the exit status of a leaking process. UBSan
+        # writes its reports to stderr whatever log_path says: pytest captures at the
+        # sys level only (--capture=sys), so they reach stderr.log for the report.
+        (cd "$work" && ASAN_OPTIONS="detect_leaks=1:$common" \
+            CM_CHILD_ASAN_OPTIONS="detect_leaks=0:$common" "$PY" -c '
+import os, sys
+os.environ["ASAN_OPTIONS"] = os.environ.pop("CM_CHILD_ASAN_OPTIONS")
+import pytest
+rc = int(pytest.main(sys.argv[2:]))
+with open(sys.argv[1], "w") as f:
+    f.write(str(rc))
+sys.exit(rc)
+' "$logs/pytest.rc" -p no:cacheprovider --capture=sys "${PYTEST_ARGS[@]}" \
+            2> >(tee "$logs/stderr.log" >&2))
+        prc="$(cat "$logs/pytest.rc" 2>/dev/null || echo crashed)"
+        echo "sanitize.sh [$mode]: test suite exit status $prc, $((SECONDS - start)) s"
+        if [ "$prc" != 0 ]; then status=1; fi
+    fi
+
+    if [ "$RUN_SCENARIOS" = 1 ]; then
+        start=$SECONDS
+        known="$(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCRATCH/scenarios.py" --list | awk '/known/ {print $1}')"
+        for name in $(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCRATCH/scenarios.py" --list | awk '{print $1}'); do
+            # a scenario pinning a documented leak runs without LeakSanitizer (it would
+            # report that leak); ASan still checks every access
+            leaks=1; if grep -qxF "$name" <<< "$known"; then leaks=0; fi
+            (cd "$SCRATCH" && ASAN_OPTIONS="detect_leaks=$leaks:fast_unwind_on_malloc=0:$common" \
+                "$PY" scenarios.py "$name" >"$logs/scenario-$name.out" 2>&1)
+            rc=$?
+            # the scenario's verdict is its last line: LeakSanitizer replaces the exit
+            # status whenever CPython or numpy leak (the report below sorts leaks out)
+            if grep -q -E -x "scenario $name: (ok|leaks [0-9]+ bytes of Values, as documented .*)" \
+                    "$logs/scenario-$name.out"; then
+                echo "sanitize.sh [$mode]: scenario $name: ok"
+            else
+                echo "sanitize.sh [$mode]: scenario $name: FAILED (exit status $rc)"
+                sed 's/^/    /' "$logs/scenario-$name.out" | tail -15
+                status=1
+            fi
+        done
+        echo "sanitize.sh [$mode]: scenarios took $((SECONDS - start)) s"
+    fi
+    unset LD_PRELOAD PYTHONMALLOC UBSAN_OPTIONS PYTHONPATH
+    "$PY" "$SCRATCH/report.py" "$logs" "$mode" || status=1
+    if [ "$KEEP" = 1 ]; then echo "sanitize.sh [$mode]: logs in $logs"; fi
+done
+if [ $status = 0 ]; then
+    echo "sanitize.sh: clean"
+else
+    echo "sanitize.sh: FINDINGS (see above)"
+fi
+exit $status
