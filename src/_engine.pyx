@@ -23,6 +23,7 @@ from cpython.ref cimport PyObject, Py_INCREF, Py_DECREF
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from cpython.long cimport PyLong_AsDouble
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyTypeObject, destructor
 from libc.stdint cimport uint8_t, uintptr_t, int32_t
@@ -30,6 +31,10 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 
 cdef extern from "Python.h":
+    PyTypeObject PyFloat_Type
+    void _incref "Py_INCREF" (PyObject*)
+    ctypedef struct PyFloatObject:
+        double ob_fval
     Py_ssize_t _refcount "Py_REFCNT" (PyObject*)
     void PyObject_GC_Track(void*)
     void PyObject_GC_UnTrack(void*)

@@ -35,14 +35,20 @@ cdef inline DotBuffer* _dot_buffer(Node* node) noexcept nogil:
 
 cdef object _dot(object ws, object xs, Value b, Py_ssize_t n):
     """The fused b + w0*x0 + ... for Value weights and Value-or-float inputs, or None if
-    an operand is of another kind (the caller then builds the chain node by node)."""
+    an operand is of another kind (the caller then builds the chain node by node).
+
+    ws and xs are lists or tuples of length n; their items are read in place (no Python
+    code runs here that could change them)."""
     cdef Py_ssize_t j
     cdef DotBuffer* buf
     cdef DotTerm* t
     cdef double s, xd
     cdef Value out
+    cdef PyObject** wp = PySequence_Fast_ITEMS(ws)
+    cdef PyObject** xp = PySequence_Fast_ITEMS(xs)
     for j in range(n):
-        if type(ws[j]) is not Value or (type(xs[j]) is not Value and type(xs[j]) is not float):
+        if (<PyObject*>wp[j]).ob_type != VALUE_TYPE or (
+                (<PyObject*>xp[j]).ob_type != VALUE_TYPE and (<PyObject*>xp[j]).ob_type != &PyFloat_Type):
             return None
     buf = <DotBuffer*>PyMem_Malloc(sizeof(DotBuffer) + (n - 1) * sizeof(DotTerm))
     if buf == NULL:
@@ -51,18 +57,16 @@ cdef object _dot(object ws, object xs, Value b, Py_ssize_t n):
     s = b.n.data
     for j in range(n):
         t = &buf.terms[j]
-        w = ws[j]
-        x = xs[j]
-        Py_INCREF(w)
-        t.w = &(<Value>w).n
-        if type(x) is Value:
-            Py_INCREF(x)
-            t.x = &(<Value>x).n
+        _incref(wp[j])
+        t.w = _node_of_item(wp[j])
+        if (<PyObject*>xp[j]).ob_type == VALUE_TYPE:
+            _incref(xp[j])
+            t.x = _node_of_item(xp[j])
             xd = t.x.data
             t.c = 0.0
         else:
             t.x = NULL
-            xd = PyFloat_AS_DOUBLE(x)
+            xd = (<PyFloatObject*>xp[j]).ob_fval
             t.c = xd
         t.cgrad = 0.0
         t.m = t.w.data * xd           # mul_forward

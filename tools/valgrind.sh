@@ -899,8 +899,10 @@ for name in "${SELECTED[@]}"; do
     vrc=$?
     "$PY" "$SCRATCH/report.py" "$SCRATCH/$name.xml" "$name" > "$SCRATCH/$name.report"
     rrc=$?
-    # the scenario's own verdict is its last line (valgrind's exit status mixes in its own)
-    if ! grep -q -x "scenario $name: ok" "$SCRATCH/$name.out" || [ "$rrc" != 0 ]; then
+    # the scenario's own verdict is its last line (valgrind's exit status mixes in its own);
+    # a scenario pinning a documented limitation says so instead of "ok"
+    if ! grep -q -E -x "scenario $name: (ok|leaks [0-9]+ bytes of Values, as documented .*)" \
+            "$SCRATCH/$name.out" || [ "$rrc" != 0 ]; then
         echo "valgrind.sh: $name: FAILED ($((SECONDS - start)) s; valgrind exit status $vrc)"
         cat "$SCRATCH/$name.report"
         sed 's/^/    /' "$SCRATCH/$name.out" | tail -12
