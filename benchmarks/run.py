@@ -1027,7 +1027,7 @@ def print_report(record: Dict[str, Any], cfg) -> None:
           f"micrograd {env['micrograd'] or 'not installed'} | {env['date']}")
     print(f"C: {env['cc_command'] or 'no compiler'}")
     print(f"load average (1, 5, 15 min) at start: {env['load_average_start']}, at end: "
-          f"{record.get('load_average_end')}  (more than the core count: other processes compete)")
+          f"{record.get('load_average_end')}  (a load above the core count means other processes took CPU time)")
     print(f"gc.freeze() moved the {env['gc_frozen_objects']:,} objects alive after the imports out of the "
           "GC's reach; compiled samples run with the GC on (its Values are not GC-tracked)")
     print("cells: median (min-max) over the repetitions; ratio: reference median / compiled "
