@@ -327,42 +327,35 @@ def test_a_closure_cycle_through_its_own_node_is_collected(engine):
     assert box == ["collected"]
 
 
-def test_a_cycle_through_an_operand_is_collected(engine, request):
+def _operand_cycle(V, box, break_it):
     """x's custom backward refers to y, built from x: x -> closure -> y -> x, where the
-    last edge is y's operand. The GC must see it to free the pair."""
+    last edge is y's operand. With break_it, the backward is replaced once used."""
+    x = V(2.0)
+    y = x * 3.0 + 1.0
+    sentinel = _Sentinel(box)
+    x._backward = lambda: (y.grad, sentinel)
+    if break_it:
+        y.backward()
+        x._backward = lambda: None
+
+
+def test_a_cycle_through_an_operand_is_collected(engine, request):
+    """The GC must see the operand edge to free the pair."""
     if engine.name == "cython":
         request.applymarker(pytest.mark.xfail(strict=True, reason=(
             "known limitation (README, 'Memory, threads and safety'): operand links are "
             "invisible to the GC, so that building a graph never pays for cycle "
             "detection; a cycle closed by an operand link is not collected")))
     box = []
-    V = engine.Value
-
-    def build():
-        x = V(2.0)
-        y = x * 3.0 + 1.0
-        sentinel = _Sentinel(box)
-        x._backward = lambda: (y.grad, sentinel)
-
-    build()
+    _operand_cycle(engine.Value, box, break_it=False)
     gc.collect()
     assert box == ["collected"]
 
 
 def test_breaking_an_operand_cycle_frees_it(engine):
-    """The documented way out of that limitation: drop the custom backward when done."""
+    """The documented way out of that limitation: replace the custom backward when done."""
     box = []
-    V = engine.Value
-
-    def build():
-        x = V(2.0)
-        y = x * 3.0 + 1.0
-        sentinel = _Sentinel(box)
-        x._backward = lambda: (y.grad, sentinel)
-        y.backward()
-        x._backward = lambda: None
-
-    build()
+    _operand_cycle(engine.Value, box, break_it=True)
     gc.collect()
     assert box == ["collected"]
 

@@ -497,35 +497,20 @@ def gc_interaction():
     gc.collect()
 
 
-@scenario
-def threads():
-    """Several threads building, backpropagating, pickling and freeing their own graphs
-    while the interpreter switches threads as often as it can."""
+def run_threads(work, n=4):
+    """Run work(i) for i < n in n threads, switching threads as often as the interpreter
+    can; re-raise the first exception a thread caught."""
     old = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     errors = []
 
-    def work(seed):
+    def guarded(i):
         try:
-            for k in range(10):
-                w = [V(seed + 0.01 * i) for i in range(10)]
-                s = E.weighted_sum(w, [1.0] * 10, V(0.0))
-                y = chain(s, 2000) + chain(w[0], 500, operator.add, w[1])
-                node = V(y.data, (y,), "t")
-
-                def back(node=node, y=y):
-                    y.grad += node.grad
-                    (y * 1.0).backward()
-                node._backward = back
-                node.backward()
-                r = pickle.loads(pickle.dumps(y))
-                r.backward()
-                copy.deepcopy(y).backward()
-                del w, s, y, node, r
+            work(i)
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
     try:
-        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        ts = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
         for t in ts:
             t.start()
         for t in ts:
@@ -534,6 +519,29 @@ def threads():
         sys.setswitchinterval(old)
     if errors:
         raise errors[0]
+
+
+@scenario
+def threads():
+    """Several threads building, backpropagating, pickling and freeing their own graphs
+    while the interpreter switches threads as often as it can."""
+    def work(seed):
+        for k in range(10):
+            w = [V(seed + 0.01 * i) for i in range(10)]
+            s = E.weighted_sum(w, [1.0] * 10, V(0.0))
+            y = chain(s, 2000) + chain(w[0], 500, operator.add, w[1])
+            node = V(y.data, (y,), "t")
+
+            def back(node=node, y=y):
+                y.grad += node.grad
+                (y * 1.0).backward()
+            node._backward = back
+            node.backward()
+            r = pickle.loads(pickle.dumps(y))
+            r.backward()
+            copy.deepcopy(y).backward()
+            del w, s, y, node, r
+    run_threads(work)
 
 
 @scenario
@@ -654,30 +662,15 @@ def compiled_graph_threads():
         rows = [[V(0.2 * i), V(0.1 * i - 1)] for i in range(16)]
         losses.append(hinge_loss([m(r) for r in rows], [1 if i % 3 else -1 for i in range(16)]))
     steps = [cmicrograd.compile(loss) for loss in losses]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    errors = []
 
     def work(i):
-        try:
-            for _ in range(15):
-                steps[i].forward()
-                models[i].zero_grad()
-                steps[i].backward()
-                if i == 3:
-                    losses[i]._prev[0]._prev    # reveal, re-record next time
-        except BaseException as exc:
-            errors.append(exc)
-    try:
-        ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-    finally:
-        sys.setswitchinterval(old)
-    if errors:
-        raise errors[0]
+        for _ in range(15):
+            steps[i].forward()
+            models[i].zero_grad()
+            steps[i].backward()
+            if i == 3:
+                losses[i]._prev[0]._prev    # reveal, re-record next time
+    run_threads(work)
 
 
 @scenario(known="documented limitation: a cycle through an operand pointer is invisible to the GC")
