@@ -111,23 +111,9 @@ if "$CC" -fsanitize=address,undefined $ASAN_LINK "$SCRATCH/ubsan.c" -o "$SCRATCH
 fi
 echo "sanitize.sh: $CC with -fsanitize=$SAN, runtime $LIBASAN; python $PY"
 
-# The build requirements of pyproject.toml ([build-system] requires: setuptools, Cython),
-# installed by pip into the scratch directory, as pip's isolated builds do
-REQS="$("$PY" - "$ROOT/pyproject.toml" <<'PYEOF'
-import re, sys
-text = open(sys.argv[1]).read()
-try:
-    import tomllib
-    print("\n".join(tomllib.loads(text)["build-system"]["requires"]))
-except ImportError:  # Python < 3.11
-    m = re.search(r"^\[build-system\][^\[]*?requires\s*=\s*\[(.*?)\]", text, re.S | re.M)
-    print("\n".join(re.findall(r'"([^"]+)"', m.group(1))) if m else "Cython>=3.1,<4")
-PYEOF
-)" || die "cannot read $ROOT/pyproject.toml"
-mapfile -t REQS_ARR <<< "$REQS"
-echo "sanitize.sh: installing the build requirements (${REQS_ARR[*]}) into $SCRATCH/buildtools"
-"$PY" -m pip install --quiet --disable-pip-version-check --target "$SCRATCH/buildtools" \
-    "${REQS_ARR[@]}" >"$SCRATCH/pip.log" 2>&1 || { cat "$SCRATCH/pip.log"; die "could not install the build requirements"; }
+# shellcheck source=tools/build_requirements.sh
+. "$HERE/build_requirements.sh"
+install_build_requirements "$PY" "$ROOT" "$SCRATCH/buildtools" sanitize.sh || exit 2
 BUILD_PYTHONPATH="$SCRATCH/buildtools"
 
 # ---- the scenarios (one source: tools/valgrind.sh) -----------------------------------
