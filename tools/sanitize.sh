@@ -75,13 +75,9 @@ done
 die() { echo "sanitize.sh: $*" >&2; exit 2; }
 
 # ---- the interpreter and the toolchain ---------------------------------------------
-if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
-elif [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
-elif [ -x "$ROOT/venv/bin/python" ]; then PY="$ROOT/venv/bin/python"
-else PY="$(command -v python3)" || die "no python3 found (set PYTHON)"
-fi
-# the interpreter itself, not a wrapper that may pick another one in another directory
-PY="$("$PY" -c 'import sys; print(sys.executable)')" || die "$PY does not run"
+# shellcheck source=tools/memcheck_common.sh
+. "$HERE/memcheck_common.sh"
+find_python "$ROOT"
 "$PY" -c "import pytest, hypothesis, numpy" 2>/dev/null \
     || die "$PY lacks the test dependencies: $PY -m pip install -e '$ROOT[test]'"
 CC="${CC:-gcc}"
@@ -111,8 +107,6 @@ if "$CC" -fsanitize=address,undefined $ASAN_LINK "$SCRATCH/ubsan.c" -o "$SCRATCH
 fi
 echo "sanitize.sh: $CC with -fsanitize=$SAN, runtime $LIBASAN; python $PY"
 
-# shellcheck source=tools/build_requirements.sh
-. "$HERE/build_requirements.sh"
 install_build_requirements "$PY" "$ROOT" "$SCRATCH/buildtools" sanitize.sh || exit 2
 BUILD_PYTHONPATH="$SCRATCH/buildtools"
 

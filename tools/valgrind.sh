@@ -742,13 +742,9 @@ PYEOF
 }
 
 die() { echo "valgrind.sh: $*" >&2; exit 2; }
-if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
-elif [ -x "$ROOT/.venv/bin/python" ]; then PY="$ROOT/.venv/bin/python"
-elif [ -x "$ROOT/venv/bin/python" ]; then PY="$ROOT/venv/bin/python"
-else PY="$(command -v python3)" || die "no python3 found (set PYTHON)"
-fi
-# the interpreter itself, not a wrapper that may pick another one in another directory
-PY="$("$PY" -c 'import sys; print(sys.executable)')" || die "$PY does not run"
+# shellcheck source=tools/memcheck_common.sh
+. "$HERE/memcheck_common.sh"
+find_python "$ROOT"
 INSTALLED=0
 KEEP=0
 SELECTED=()
@@ -791,8 +787,6 @@ else
             --exclude='*.so' --exclude='src/_engine.c' -cf - . | tar -C "$work" -xf -
     fi
     [ -f "$work/setup.py" ] || die "could not copy the checkout to $work"
-    # shellcheck source=tools/build_requirements.sh
-    . "$HERE/build_requirements.sh"
     install_build_requirements "$PY" "$ROOT" "$SCRATCH/buildtools" valgrind.sh || exit 2
     build_path="$SCRATCH/buildtools"
     echo "valgrind.sh: building the engine (-O1 -g) in $work"

@@ -1,4 +1,9 @@
-# Sourced by tools/sanitize.sh and tools/valgrind.sh:
+# Sourced by tools/sanitize.sh and tools/valgrind.sh, which define die().
+#
+#   find_python ROOT
+# sets PY to the interpreter to test with: $PYTHON, else ROOT/.venv or ROOT/venv, else
+# python3, resolved to the interpreter itself (not a wrapper that may pick another one).
+#
 #   install_build_requirements PYTHON ROOT TARGET PREFIX
 # installs pyproject.toml's [build-system] requires (setuptools, Cython) into TARGET with
 # pip --target, as pip's isolated builds would, so that a scratch build of the engine
@@ -22,4 +27,14 @@ PYEOF
     "$py" -m pip install --quiet --disable-pip-version-check --target "$target" \
         "${arr[@]}" > "$target.pip.log" 2>&1 \
         || { cat "$target.pip.log"; echo "$prefix: could not install the build requirements" >&2; return 2; }
+}
+
+find_python() {
+    local root=$1
+    if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
+    elif [ -x "$root/.venv/bin/python" ]; then PY="$root/.venv/bin/python"
+    elif [ -x "$root/venv/bin/python" ]; then PY="$root/venv/bin/python"
+    else PY="$(command -v python3)" || die "no python3 found (set PYTHON)"
+    fi
+    PY="$("$PY" -c 'import sys; print(sys.executable)')" || die "$PY does not run"
 }
