@@ -242,15 +242,8 @@ status=0
 for mode in "${MODES[@]}"; do
     work="$SCRATCH/$mode"
     logs="$SCRATCH/logs-$mode"
-    mkdir -p "$work" "$logs"
-    if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-        (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard) \
-            | (cd "$ROOT" && xargs -0 -r cp --parents -t "$work" 2>/dev/null) || true
-    else
-        tar -C "$ROOT" --exclude=./.git --exclude=./venv --exclude=./.venv --exclude=./build \
-            --exclude='*.so' --exclude='src/_engine.c' -cf - . | tar -C "$work" -xf -
-    fi
-    [ -f "$work/setup.py" ] || die "could not copy the checkout to $work"
+    mkdir -p "$logs"
+    copy_checkout "$ROOT" "$work"
     cflags="-fsanitize=$SAN -fno-omit-frame-pointer -g -O1"
     cflags="$cflags -include $SCRATCH/asan_value_alloc.h"
     [ "$mode" = malloc ] && cflags="$cflags -DCM_ASAN_MALLOC"

@@ -778,15 +778,7 @@ if [ "$INSTALLED" = 1 ]; then
     [ -n "$(ls "$ROOT"/cmicrograd/_engine*.so 2>/dev/null)" ] && export PYTHONPATH="$ROOT"
 else
     work="$SCRATCH/build"
-    mkdir -p "$work"
-    if git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-        (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard) \
-            | (cd "$ROOT" && xargs -0 -r cp --parents -t "$work" 2>/dev/null) || true
-    else
-        tar -C "$ROOT" --exclude=./.git --exclude=./venv --exclude=./.venv --exclude=./build \
-            --exclude='*.so' --exclude='src/_engine.c' -cf - . | tar -C "$work" -xf -
-    fi
-    [ -f "$work/setup.py" ] || die "could not copy the checkout to $work"
+    copy_checkout "$ROOT" "$work"
     install_build_requirements "$PY" "$ROOT" "$SCRATCH/buildtools" valgrind.sh || exit 2
     build_path="$SCRATCH/buildtools"
     echo "valgrind.sh: building the engine (-O1 -g) in $work"
