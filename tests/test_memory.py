@@ -102,45 +102,51 @@ def _training_step(engine, model, opt, X, Y):
     return loss.data
 
 
-@pytest.mark.slow
-def test_long_training_keeps_memory_flat(engine):
-    X = [[0.5, -1.0], [-0.3, 0.8], [1.2, 0.1], [-1.0, -0.7]]
-    Y = [1, -1, 1, -1]
-    random.seed(0)
-    model = engine.nn.MLP(2, [4, 4, 1])
-    opt = SGD(model.parameters(), lr=0.01)
+def _assert_flat(engine_name, step, what):
+    """Warm up, then run step() TRAIN_STEPS times: it must train (the last loss below
+    the first) and leave the Values, the allocated blocks and RSS where they were."""
     for _ in range(WARMUP_STEPS):
-        _training_step(engine, model, opt, X, Y)
-    held0 = _values_held(engine.name)
+        step()
+    held0 = _values_held(engine_name)
     blocks0 = sys.getallocatedblocks()
     rss0 = _rss() if LINUX else 0
-    first = last = _training_step(engine, model, opt, X, Y)
+    first = last = step()
     for _ in range(TRAIN_STEPS - 1):
-        last = _training_step(engine, model, opt, X, Y)  # keeps no per-step object alive
-    held1 = _values_held(engine.name)
+        last = step()  # keeps no per-step object alive
+    held1 = _values_held(engine_name)
     blocks1 = sys.getallocatedblocks()
     rss1 = _rss() if LINUX else 0
     assert last < first  # it trains: the loop really ran the whole graph
     assert held1 == held0, f"Values leaked: {held1 - held0} more bytes of chunks in use"
     assert blocks1 - blocks0 < BLOCK_GROWTH_BOUND, (
-        f"{blocks1 - blocks0} more allocated blocks after {TRAIN_STEPS} steps")
+        f"{blocks1 - blocks0} more allocated blocks after {TRAIN_STEPS} {what}")
     if LINUX and not _under_memory_tool():
         assert rss1 - rss0 < RSS_GROWTH_BOUND, (
-            f"RSS grew by {(rss1 - rss0) / MB:.1f} MiB over {TRAIN_STEPS} steps")
+            f"RSS grew by {(rss1 - rss0) / MB:.1f} MiB over {TRAIN_STEPS} {what}")
+
+
+X4 = [[0.5, -1.0], [-0.3, 0.8], [1.2, 0.1], [-1.0, -0.7]]
+Y4 = [1, -1, 1, -1]
+
+
+@pytest.mark.slow
+def test_long_training_keeps_memory_flat(engine):
+    random.seed(0)
+    model = engine.nn.MLP(2, [4, 4, 1])
+    opt = SGD(model.parameters(), lr=0.01)
+    _assert_flat(engine.name, lambda: _training_step(engine, model, opt, X4, Y4), "steps")
 
 
 @pytest.mark.slow
 def test_compiled_training_keeps_memory_flat_and_frees_everything(engine):
     """The same with a recorded step (``engine.compile``), replayed 3000 times; then the
     recording and the graph are dropped and every Value they held is freed."""
-    X = [[0.5, -1.0], [-0.3, 0.8], [1.2, 0.1], [-1.0, -0.7]]
-    Y = [1, -1, 1, -1]
     held_start = _values_held(engine.name)
     random.seed(0)
     model = engine.nn.MLP(2, [4, 4, 1])
     opt = SGD(model.parameters(), lr=0.01)
     V = engine.Value
-    loss = hinge_loss([model([V(a), V(b)]) for a, b in X], Y) + l2_regularization(
+    loss = hinge_loss([model([V(a), V(b)]) for a, b in X4], Y4) + l2_regularization(
         model.parameters(), 1e-4)
     step = engine.engine.compile(loss)
 
@@ -151,25 +157,8 @@ def test_compiled_training_keeps_memory_flat_and_frees_everything(engine):
         opt.step()
         return out
 
-    for _ in range(WARMUP_STEPS):
-        replay()
-    held0 = _values_held(engine.name)
-    blocks0 = sys.getallocatedblocks()
-    rss0 = _rss() if LINUX else 0
-    first = last = replay()
-    for _ in range(TRAIN_STEPS - 1):
-        last = replay()
-    held1 = _values_held(engine.name)
-    blocks1 = sys.getallocatedblocks()
-    rss1 = _rss() if LINUX else 0
-    assert last < first
-    assert held1 == held0, f"Values leaked: {held1 - held0} more bytes of chunks in use"
-    assert blocks1 - blocks0 < BLOCK_GROWTH_BOUND, (
-        f"{blocks1 - blocks0} more allocated blocks after {TRAIN_STEPS} replays")
-    if LINUX and not _under_memory_tool():
-        assert rss1 - rss0 < RSS_GROWTH_BOUND, (
-            f"RSS grew by {(rss1 - rss0) / MB:.1f} MiB over {TRAIN_STEPS} replays")
-    del step, loss, model, opt
+    _assert_flat(engine.name, replay, "replays")
+    del step, loss, model, opt, replay
     assert _values_held(engine.name) == held_start, "the recording or its graph leaked Values"
 
 
