@@ -598,23 +598,22 @@ cdef PyTypeObject* VALUE_TYPE = NULL
 cdef extern from *:
     """
     /* A new Value (a new reference, as Cython expects of an extern returning an
-       object): untracked, its node zeroed, its _extra field None. */
-    static PyObject *__cm_new_value(PyTypeObject *type, Py_ssize_t node_offset,
-                                    Py_ssize_t extra_offset) {
-        PyObject *o = cm_value_alloc_raw(type);
-        if (o == NULL) return NULL;
-        memset((char *)o + node_offset, 0, (size_t)(extra_offset - node_offset));
-        Py_INCREF(Py_None);
-        *(PyObject **)((char *)o + extra_offset) = Py_None;
-        return o;
-    }
-
-    /* The same without zeroing the node: the caller sets every field. */
+       object): untracked, its _extra field None, its node left unset (the hot path:
+       the caller sets every field). */
     static PyObject *__cm_new_value_unset(PyTypeObject *type, Py_ssize_t extra_offset) {
         PyObject *o = cm_value_alloc_raw(type);
         if (o == NULL) return NULL;
         Py_INCREF(Py_None);
         *(PyObject **)((char *)o + extra_offset) = Py_None;
+        return o;
+    }
+
+    /* The same with its node zeroed. */
+    static PyObject *__cm_new_value(PyTypeObject *type, Py_ssize_t node_offset,
+                                    Py_ssize_t extra_offset) {
+        PyObject *o = __cm_new_value_unset(type, extra_offset);
+        if (o == NULL) return NULL;
+        memset((char *)o + node_offset, 0, (size_t)(extra_offset - node_offset));
         return o;
     }
     """
@@ -936,8 +935,8 @@ def _topological_order(Value root):
     cdef Py_ssize_t i
     _expand_all(&root.n)
     _materialize_all(&root.n)
-    _borrow_scratch(&topo)
     _reveal_graph(&root.n)
+    _borrow_scratch(&topo)
     try:
         _topological_sort(&root.n, &topo)
         _clear_visited(topo.items, topo.n)
@@ -1196,6 +1195,7 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
     cdef const long long* kids
     cdef Py_ssize_t i, j
     cdef Value v
+    # n > len(meta_b) first: it bounds n, so the products below cannot overflow
     if (version != PICKLE_FORMAT or n < 1 or n > len(meta_b)
             or len(nums_b) != n * 4 * <Py_ssize_t>sizeof(double)
             or len(meta_b) != n * 2 or len(kids_b) != n * 2 * <Py_ssize_t>sizeof(long long)):
@@ -1225,9 +1225,7 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
                 if kids[2 * i + j] >= 0:
                     if kids[2 * i + j] >= i:
                         raise ValueError("a graph pickle's operands must come before their node")
-                    child = nodes[kids[2 * i + j]]
-                    if type(child) is not Value:
-                        raise ValueError("a graph pickle's operand is not a Value")
+                    child = nodes[kids[2 * i + j]]  # a Value: leaves were checked above
                     Py_INCREF(child)
                     if j == 0:
                         v.n.a = &(<Value>child).n
