@@ -854,7 +854,6 @@ cdef Py_ssize_t _forward_run(double* D, double* G, Entry* entries, Py_ssize_t st
     """Forward over entries[start:stop]; returns the failing entry, or -1."""
     cdef Py_ssize_t e = start, d, width
     cdef Entry* en
-    cdef double x
     cdef double s[4]
     while e < stop:
         en = &entries[e]
@@ -880,13 +879,13 @@ cdef Py_ssize_t _forward_run(double* D, double* G, Entry* entries, Py_ssize_t st
                         return e + d
             e += width
             continue
+        # the common ops first, by their rules (rules.pxi) with no error to check
         if en.code == ADD:
-            D[en.out] = D[en.a] + D[en.b]
+            D[en.out] = add_forward(D[en.a], D[en.b], 0.0, err)
         elif en.code == MUL:
-            D[en.out] = D[en.a] * D[en.b]
+            D[en.out] = mul_forward(D[en.a], D[en.b], 0.0, err)
         elif en.code == RELU:
-            x = D[en.a]
-            D[en.out] = 0.0 if x < 0 else x
+            D[en.out] = relu_forward(D[en.a], 0.0, 0.0, err)
         else:
             D[en.out] = forward_rule(en.code, D[en.a], D[en.b], en.k, err)
             if err[0]:
@@ -943,13 +942,9 @@ cdef Py_ssize_t _backward_run(double* D, double* G, Entry* entries, BwItem* prog
                     G[tw[t]] += D[tx[t]] * mgrad[t]
                     G[tx[t]] += D[tw[t]] * mgrad[t]
         elif en.code == ADD:
-            g = G[en.out]
-            G[en.a] += g
-            G[en.b] += g
+            add_backward(D[en.a], D[en.b], 0.0, D[en.out], G[en.out], &G[en.a], &G[en.b], err)
         elif en.code == MUL:
-            g = G[en.out]
-            G[en.a] += D[en.b] * g
-            G[en.b] += D[en.a] * g
+            mul_backward(D[en.a], D[en.b], 0.0, D[en.out], G[en.out], &G[en.a], &G[en.b], err)
         else:
             backward_rule(en.code, D[en.a], D[en.b], en.k, D[en.out], G[en.out],
                           &G[en.a], &G[en.b], err)
