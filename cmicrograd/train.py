@@ -75,36 +75,35 @@ def train(model: Any, X: NDArray[Any], y: NDArray[Any], steps: int = 100, lr: fl
     opt = SGD(params, lr=linear_decay(lr, max(steps, 1)))
     V = model.engine.Value
     zero_grad = model.engine.zero_grad
-    # the inputs are leaves; in mini-batches the labels are leaves too, so that one
-    # recording serves every batch (the same graph, eager or compiled)
-    inputs = [[V(0.0) for _ in range(X.shape[1])] for _ in range(size)]
-    labels: List[Any] = y.tolist() if full else [V(0.0) for _ in range(size)]
+
+    def new_leaves() -> Tuple[List[Any], List[Any]]:
+        # the inputs are leaves; in mini-batches the labels are leaves too, so that one
+        # recording serves every batch (the same graph, eager or compiled)
+        return ([[V(0.0) for _ in range(X.shape[1])] for _ in range(size)],
+                y.tolist() if full else [V(0.0) for _ in range(size)])
+
+    inputs, labels = new_leaves()
     graph: Any = None
-    loss: Any = None
     result = TrainResult()
     start = time.perf_counter()
     for k in range(steps):
         rows = slice(None) if full else rng.permutation(n)[:batch_size]
         Xb, yb = X[rows], y[rows]
-        if graph is None or not compiled:
-            if not compiled:  # fresh leaves every step, as the demo makes them
-                inputs = [[V(0.0) for _ in range(X.shape[1])] for _ in range(size)]
-                labels = y.tolist() if full else [V(0.0) for _ in range(size)]
-            assign(inputs, Xb)
-            if not full:
-                assign(labels, yb)
+        if not compiled:  # fresh leaves every step, as the demo makes them
+            inputs, labels = new_leaves()
+        assign(inputs, Xb)
+        if not full:
+            assign(labels, yb)
+        if graph is None:  # eager: every step; compiled: the first one only
             loss, scores = _loss_graph(model, inputs, labels, alpha)
+            value = loss.data
             if compiled:
                 graph = compile(loss)
-            value = loss.data
         else:
-            if not full:  # a full batch's inputs are already in place
-                assign(inputs, Xb)
-                assign(labels, yb)
             value = graph.forward()
         acc = accuracy(scores, yb.tolist())
         zero_grad(params)
-        if compiled:
+        if graph is not None:
             graph.backward()
         else:
             loss.backward()
