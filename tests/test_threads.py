@@ -359,18 +359,20 @@ class _ReplaysOthers(Function):
     others: list = []
 
     @staticmethod
-    def forward(ctx, x):
+    def replay_others():
         for step in _ReplaysOthers.others:
             step.forward()
             step.backward()
+
+    @staticmethod
+    def forward(ctx, x):
+        _ReplaysOthers.replay_others()
         ctx.save_for_backward(x)
         return x * x
 
     @staticmethod
     def backward(ctx, grad):
-        for step in _ReplaysOthers.others:
-            step.forward()
-            step.backward()
+        _ReplaysOthers.replay_others()
         (x,) = ctx.saved_values
         return 2 * x * grad
 
