@@ -39,6 +39,8 @@ import cmicrograd
 from cmicrograd.losses import hinge_loss, l2_regularization
 from cmicrograd.optim import SGD
 
+from chunks import values_held
+
 try:
     import cmicrograd._engine as compiled
 except ImportError:  # pragma: no cover - the conftest decides whether that is an error
@@ -67,13 +69,6 @@ MB = 1 << 20
 def _rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _values_held(engine_name: str = "cython") -> int:
-    """Bytes of the compiled engine's chunks in use, after freeing unreachable objects
-    and the empty chunks (0 for the pure engine, whose Values are Python objects)."""
-    gc.collect()
-    return compiled._trim_memory() if engine_name == "cython" and compiled is not None else 0
 
 
 # ---- (a) a long training run keeps memory flat ---------------------------------------
@@ -107,13 +102,13 @@ def _assert_flat(engine_name, step, what):
     the first) and leave the Values, the allocated blocks and RSS where they were."""
     for _ in range(WARMUP_STEPS):
         step()
-    held0 = _values_held(engine_name)
+    held0 = values_held(engine_name)
     blocks0 = sys.getallocatedblocks()
     rss0 = _rss() if LINUX else 0
     first = last = step()
     for _ in range(TRAIN_STEPS - 1):
         last = step()  # keeps no per-step object alive
-    held1 = _values_held(engine_name)
+    held1 = values_held(engine_name)
     blocks1 = sys.getallocatedblocks()
     rss1 = _rss() if LINUX else 0
     assert last < first  # it trains: the loop really ran the whole graph
@@ -141,7 +136,7 @@ def test_long_training_keeps_memory_flat(engine):
 def test_compiled_training_keeps_memory_flat_and_frees_everything(engine):
     """The same with a recorded step (``engine.compile``), replayed 3000 times; then the
     recording and the graph are dropped and every Value they held is freed."""
-    held_start = _values_held(engine.name)
+    held_start = values_held(engine.name)
     random.seed(0)
     model = engine.nn.MLP(2, [4, 4, 1])
     opt = SGD(model.parameters(), lr=0.01)
@@ -159,7 +154,7 @@ def test_compiled_training_keeps_memory_flat_and_frees_everything(engine):
 
     _assert_flat(engine.name, replay, "replays")
     del step, loss, model, opt, replay
-    assert _values_held(engine.name) == held_start, "the recording or its graph leaked Values"
+    assert values_held(engine.name) == held_start, "the recording or its graph leaked Values"
 
 
 # ---- (b) a 10**7-node graph is freed, and its memory goes back to the OS ---------------
@@ -261,13 +256,13 @@ def _chain(x, n):
 @needs_compiled
 def test_memory_per_op_as_the_allocator_counts_it():
     x = compiled.Value(1.0)
-    held0 = _values_held()
+    held0 = values_held()
     y = _chain(x, OPS)
-    held1 = _values_held()
+    held1 = values_held()
     assert (held1 - held0) / OPS <= BYTES_PER_OP
     assert compiled._sizeof_node() + 16 <= BYTES_PER_OP
     del y
-    assert _values_held() == held0
+    assert values_held() == held0
 
 
 @needs_compiled
@@ -276,7 +271,7 @@ def test_memory_per_op_in_rss():
     """What the process really pays, in RSS: a 64 KiB chunk aligned by posix_memalign
     cost ~72 KiB resident under glibc (108 bytes a node); from mmap it costs 64 KiB."""
     x = compiled.Value(1.0)
-    _values_held()
+    values_held()
     rss0 = _rss()
     y = _chain(x, OPS)
     per_op = (_rss() - rss0) / OPS
@@ -355,7 +350,7 @@ def test_graphs_of_every_kind_free_every_value():
     after all of them, exactly the Values alive before are alive."""
     import pickle
 
-    held0 = _values_held()
+    held0 = values_held()
 
     def work():
         V = compiled.Value
@@ -376,7 +371,7 @@ def test_graphs_of_every_kind_free_every_value():
         deep.backward()
 
     work()
-    assert _values_held() == held0
+    assert values_held() == held0
 
 
 # ---- running out of memory in the middle of a sort --------------------------------------

@@ -35,6 +35,8 @@ from cmicrograd.function import Function
 from cmicrograd.losses import hinge_loss, l2_regularization
 from cmicrograd.optim import SGD
 
+from chunks import values_held
+
 pytestmark = pytest.mark.skipif(
     bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
     reason="free-threaded CPython is not supported")
@@ -78,13 +80,6 @@ def _run_threads(target, args_list):
 
 def _bits(x: float) -> int:
     return struct.unpack("<q", struct.pack("<d", x))[0]
-
-
-def _values_held(engine) -> int:
-    """Bytes of the compiled engine's chunks in use after a collection (see
-    tests/test_memory.py); 0 for the pure engine."""
-    gc.collect()
-    return engine.engine._trim_memory() if engine.name == "cython" else 0
 
 
 # ---- the same numbers in threads as in one thread -------------------------------------
@@ -283,7 +278,7 @@ def _churn(engine, seed: int, finalised: list) -> int:
 
 
 def test_concurrent_build_free_and_pickle(engine):
-    held = _values_held(engine)
+    held = values_held(engine.name)
     finalised = []
     assert _run_threads(_churn, [(engine, i, finalised) for i in range(N_THREADS)]) == list(
         range(N_THREADS))
@@ -291,7 +286,7 @@ def test_concurrent_build_free_and_pickle(engine):
     # (a gc.collect() in one thread returns at once while another thread collects)
     gc.collect()
     assert len(finalised) == 6 * N_THREADS, "every finaliser ran when its graph was freed"
-    assert _values_held(engine) == held, "every Value made in the threads was freed"
+    assert values_held(engine.name) == held, "every Value made in the threads was freed"
 
 
 def test_pickled_graphs_in_threads_match_one_thread(engine):
@@ -462,8 +457,8 @@ def test_no_thread_sees_another_threads_deep_free(engine):
             del y
         return total
 
-    held = _values_held(engine)
+    held = values_held(engine.name)
     want = [3 * (k + depth) for k in range(N_THREADS)]
     assert _run_threads(job, [(k,) for k in range(N_THREADS)]) == [float(w) for w in want]
-    assert _values_held(engine) == held
+    assert values_held(engine.name) == held
     assert not math.isnan(sum(want))
