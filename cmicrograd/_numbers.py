@@ -12,13 +12,14 @@ import numbers
 from math import floor as _floor
 from math import inf as _INF
 
-# Error codes, shared with src/_engine.pyx (keep the numbers in step).
+# Error codes, shared with src/floats.pxi (keep the numbers in step).
 ERR_ZERO_POW = 1  # 0.0 ** negative
 ERR_FRACTIONAL_POW = 2  # negative ** non-integer (Python would return a complex)
 ERR_POW_RANGE = 3  # x ** k too large for a float
 ERR_EXP_RANGE = 4  # exp(x) too large for a float
 ERR_LOG_DOMAIN = 5  # log(x) for x <= 0
 ERR_ZERO_DIV = 6  # a division by zero in a backward rule (x.data changed to 0.0)
+ERR_UNKNOWN_OP = 7  # an op code no rule knows: a bug in the engine, never user input
 
 
 def math_error(code: int, x: float, k: float = 0.0) -> Exception:
@@ -37,6 +38,8 @@ def math_error(code: int, x: float, k: float = 0.0) -> Exception:
         return ValueError(f"log({x!r}) is undefined: log needs a positive number")
     if code == ERR_ZERO_DIV:
         return ZeroDivisionError(f"float division by zero (dividing {k!r} by {x!r})")
+    if code == ERR_UNKNOWN_OP:
+        return SystemError(f"cmicrograd has no rule for this op code (an engine bug): {x!r}")
     return SystemError(f"unknown cmicrograd math error code {code}")
 
 
@@ -76,10 +79,9 @@ def is_number(x: object) -> bool:
 
 def operand_error(op: str, left: object, right: object) -> TypeError:
     """The TypeError for ``left <op> right`` when one side is not a number or Value."""
-    from_other_engine = (
-        type(left).__name__ == "Value" and type(right).__name__ == "Value"
-    )
-    if from_other_engine:
+    from ._engines import is_value  # imported here: the engines import this module
+
+    if is_value(left) and is_value(right):
         return TypeError(
             f"cannot combine Values of different engines with {op!r} "
             "(cmicrograd.Value and cmicrograd.reference.Value are separate types)"
@@ -92,7 +94,9 @@ def operand_error(op: str, left: object, right: object) -> TypeError:
 
 def exponent_error(k: object) -> TypeError:
     """The TypeError for ``v ** k`` when ``k`` is not an int or float."""
-    if type(k).__name__ == "Value":
+    from ._engines import is_value
+
+    if is_value(k):
         return TypeError(
             "the exponent must be an int or float, not a Value: "
             "Value ** Value is not supported (use (b * a.log()).exp() for a ** b)"

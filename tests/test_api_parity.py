@@ -79,6 +79,6 @@ def test_value_class_docstrings_match(both):
 
 def test_module_level_names(both):
     compiled, reference = both
-    for name in ("Value", "_topological_order", "_rebuild", "OP_NAMES"):
+    for name in ("Value", "_topological_order", "_rebuild", "PICKLE_FORMAT"):
         assert hasattr(compiled.engine, name) and hasattr(reference.engine, name), name
-    assert compiled.engine.OP_NAMES == reference.engine.OP_NAMES
+    assert compiled.engine.PICKLE_FORMAT == reference.engine.PICKLE_FORMAT

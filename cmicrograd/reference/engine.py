@@ -6,10 +6,11 @@ right), so graphs have micrograd's nodes. Unlike micrograd, ``_prev`` is a tuple
 distinct children in operand order and backward visits them in that order, so the
 gradient summation order depends on the graph alone, and ``data`` is always a float.
 
-Layout (the compiled engine, ``src/_engine.pyx``, follows the same order and names):
-op codes; forward rules (a node's value from its operands' data); backward rules (a
-node's local derivative, accumulated into its operands' grads); the ``Value`` class;
-the topological sort and ``backward``; pickling.
+Layout (the compiled engine, ``src/value.pxi`` and ``src/graph.pxi``, follows the same
+order and names): op codes from the op table (``cmicrograd/_ops.py``); each op's
+forward rule (a node's value from its operands' data) next to its backward rule (its
+local derivative, accumulated into its operands' grads); the ``Value`` class; the
+topological sort and ``backward``; the nn helpers; compile and replay; pickling.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from __future__ import annotations
 import math
 from array import array
 from functools import partial
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from .. import _ops
 from .._numbers import (
     ERR_EXP_RANGE,
     ERR_LOG_DOMAIN,
@@ -33,30 +35,60 @@ from .._numbers import (
 __all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update", "set_data",
            "compile", "CompiledGraph"]
 
-# ---- op codes (the same numbers in src/_engine.pyx) ---------------------------------
-LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM = range(10)
-OP_NAMES = ("", "+", "*", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "")
+# ---- op codes, from the op table (cmicrograd/_ops.py) --------------------------------
+LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM = (
+    _ops.BY_NAME[name].code
+    for name in ("leaf", "add", "mul", "pow", "relu", "tanh", "exp", "log", "sigmoid", "custom")
+)
 
 
-# ---- forward rules: out.data from the operands' data (k: the exponent of POW) -------
+# ---- the rules, forward next to backward, one op after the other ---------------------
+# forward:  out.data from the operands' data a, b (k: the exponent of POW)
+# backward: add out's local derivative times out.grad into its operands' grads
 def add_forward(a: float, b: float, k: float) -> float:
     return a + b
+
+
+def add_backward(out: Value) -> None:
+    a, b = out._a, out._b
+    a._grad += out._grad
+    b._grad += out._grad
 
 
 def mul_forward(a: float, b: float, k: float) -> float:
     return a * b
 
 
+def mul_backward(out: Value) -> None:
+    a, b = out._a, out._b
+    a._grad += b._data * out._grad
+    b._grad += a._data * out._grad
+
+
 def pow_forward(a: float, b: float, k: float) -> float:
     return float_pow(a, k)
+
+
+def pow_backward(out: Value) -> None:
+    a, k = out._a, out._k
+    a._grad += (k * float_pow(a._data, k - 1.0)) * out._grad
 
 
 def relu_forward(a: float, b: float, k: float) -> float:
     return 0.0 if a < 0 else a
 
 
+def relu_backward(out: Value) -> None:
+    out._a._grad += float(out._data > 0) * out._grad
+
+
 def tanh_forward(a: float, b: float, k: float) -> float:
     return math.tanh(a)  # saturates to +-1.0 instead of overflowing
+
+
+def tanh_backward(out: Value) -> None:
+    t = out._data
+    out._a._grad += (1.0 - t * t) * out._grad
 
 
 def exp_forward(a: float, b: float, k: float) -> float:
@@ -66,54 +98,14 @@ def exp_forward(a: float, b: float, k: float) -> float:
         raise math_error(ERR_EXP_RANGE, a) from None
 
 
+def exp_backward(out: Value) -> None:
+    out._a._grad += out._data * out._grad
+
+
 def log_forward(a: float, b: float, k: float) -> float:
     if a > 0 or a != a:  # positive, +inf or nan
         return math.log(a)
     raise math_error(ERR_LOG_DOMAIN, a)
-
-
-def sigmoid_forward(a: float, b: float, k: float) -> float:
-    if a >= 0:  # split at 0 so exp never overflows
-        return 1.0 / (1.0 + math.exp(-a))
-    e = math.exp(a)
-    return e / (1.0 + e)
-
-
-FORWARD: Tuple[Optional[Callable[[float, float, float], float]], ...] = (
-    None, add_forward, mul_forward, pow_forward, relu_forward, tanh_forward,
-    exp_forward, log_forward, sigmoid_forward, None,
-)
-
-
-# ---- backward rules: out's local derivative, accumulated (+=) into its operands -----
-def add_backward(out: Value) -> None:
-    a, b = out._a, out._b
-    a._grad += out._grad
-    b._grad += out._grad
-
-
-def mul_backward(out: Value) -> None:
-    a, b = out._a, out._b
-    a._grad += b._data * out._grad
-    b._grad += a._data * out._grad
-
-
-def pow_backward(out: Value) -> None:
-    a, k = out._a, out._k
-    a._grad += (k * float_pow(a._data, k - 1.0)) * out._grad
-
-
-def relu_backward(out: Value) -> None:
-    out._a._grad += float(out._data > 0) * out._grad
-
-
-def tanh_backward(out: Value) -> None:
-    t = out._data
-    out._a._grad += (1.0 - t * t) * out._grad
-
-
-def exp_backward(out: Value) -> None:
-    out._a._grad += out._data * out._grad
 
 
 def log_backward(out: Value) -> None:
@@ -123,15 +115,33 @@ def log_backward(out: Value) -> None:
     a._grad += out._grad / a._data
 
 
+def sigmoid_forward(a: float, b: float, k: float) -> float:
+    if a >= 0:  # split at 0 so exp never overflows
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
 def sigmoid_backward(out: Value) -> None:
     s = out._data
     out._a._grad += (s * (1.0 - s)) * out._grad
 
 
-BACKWARD: Tuple[Optional[Callable[[Value], None]], ...] = (
-    None, add_backward, mul_backward, pow_backward, relu_backward, tanh_backward,
-    exp_backward, log_backward, sigmoid_backward, None,
-)
+def _rule_table(kind: str) -> Tuple[Any, ...]:
+    """The ``{op}_{kind}`` rules above, indexed by op code (None for leaves, custom)."""
+    table: List[Any] = [None] * (CUSTOM + 1)
+    for op in _ops.BUILTIN:
+        rule = globals().get(f"{op.name}_{kind}")
+        if rule is None:
+            raise ImportError(f"op {op.name} of cmicrograd/_ops.py has no {op.name}_{kind} rule "
+                              "in cmicrograd/reference/engine.py")
+        table[op.code] = rule
+    return tuple(table)
+
+
+FORWARD: Tuple[Optional[Callable[[float, float, float], float]], ...] = _rule_table("forward")
+BACKWARD: Tuple[Optional[Callable[[Value], None]], ...] = _rule_table("backward")
+OP_SYMBOLS = tuple(_ops.BY_CODE[c].symbol if c in _ops.BY_CODE else "" for c in range(CUSTOM + 1))
 
 Number = Union[int, float]
 Operand = Union["Value", int, float]
@@ -188,7 +198,8 @@ class Value:
 
     # -- building nodes --------------------------------------------------------------
     @staticmethod
-    def _node(data: float, code: int, a: Value, b: Optional[Value], k: float, op: str) -> Value:
+    def _node(data: float, code: int, a: Value, b: Optional[Value], k: float,
+              op: Optional[str] = None) -> Value:
         out = _new(Value)
         out._data = data
         out._grad = 0.0
@@ -196,7 +207,7 @@ class Value:
         out._b = b
         out._k = k
         out._code = code
-        out._opname = op
+        out._opname = OP_SYMBOLS[code] if op is None else op
         out._kids = (a,) if (b is None or b is a) else (a, b)
         out._label = ""
         out._user = None
@@ -205,9 +216,9 @@ class Value:
     def _operand(self, other: object, op: str, reflected: bool) -> Value:
         """``other`` as a Value: a number becomes a new constant leaf."""
         if type(other) is Value:
-            return other  # type: ignore[return-value]
+            return other
         if type(other) is float:
-            return _leaf(other)  # type: ignore[arg-type]
+            return _leaf(other)
         try:
             return _leaf(to_float(other, "operand"))
         except TypeError:
@@ -215,19 +226,20 @@ class Value:
                 raise operand_error(op, other, self) from None
             raise operand_error(op, self, other) from None
 
-    # ---- forward rules, one per op (same order as the rule tables above) -------------
+    # ---- the ops, in the order of the op table ---------------------------------------
     def __add__(self, other: Operand) -> Value:
         other = self._operand(other, "+", False)
-        return Value._node(add_forward(self._data, other._data, 0.0), ADD, self, other, 0.0, "+")
+        return Value._node(add_forward(self._data, other._data, 0.0), ADD, self, other, 0.0)
 
     def __mul__(self, other: Operand) -> Value:
         other = self._operand(other, "*", False)
-        return Value._node(mul_forward(self._data, other._data, 0.0), MUL, self, other, 0.0, "*")
+        return Value._node(mul_forward(self._data, other._data, 0.0), MUL, self, other, 0.0)
 
     def __pow__(self, other: Number, modulo: None = None) -> Value:
         if modulo is not None:
             raise TypeError("pow() with a modulus is not supported for Value")
-        if type(other) is Value:
+        kind: type = type(other)
+        if kind is Value:
             raise exponent_error(other)
         try:
             k = to_float(other, "the exponent")
@@ -237,24 +249,24 @@ class Value:
 
     def relu(self) -> Value:
         """max(0, x); its gradient at 0 is 0 (micrograd's ReLU)."""
-        return Value._node(relu_forward(self._data, 0.0, 0.0), RELU, self, None, 0.0, "ReLU")
+        return Value._node(relu_forward(self._data, 0.0, 0.0), RELU, self, None, 0.0)
 
     def tanh(self) -> Value:
         """The hyperbolic tangent; saturates to +-1.0 for large inputs."""
-        return Value._node(tanh_forward(self._data, 0.0, 0.0), TANH, self, None, 0.0, "tanh")
+        return Value._node(tanh_forward(self._data, 0.0, 0.0), TANH, self, None, 0.0)
 
     def exp(self) -> Value:
         """e**x; OverflowError if the result is too large for a float."""
-        return Value._node(exp_forward(self._data, 0.0, 0.0), EXP, self, None, 0.0, "exp")
+        return Value._node(exp_forward(self._data, 0.0, 0.0), EXP, self, None, 0.0)
 
     def log(self) -> Value:
         """The natural logarithm; ValueError for x <= 0."""
-        return Value._node(log_forward(self._data, 0.0, 0.0), LOG, self, None, 0.0, "log")
+        return Value._node(log_forward(self._data, 0.0, 0.0), LOG, self, None, 0.0)
 
     def sigmoid(self) -> Value:
         """1 / (1 + e**-x), computed without overflow for any x."""
         return Value._node(
-            sigmoid_forward(self._data, 0.0, 0.0), SIGMOID, self, None, 0.0, "sigmoid"
+            sigmoid_forward(self._data, 0.0, 0.0), SIGMOID, self, None, 0.0
         )
 
     # ---- composites, built from the ops above exactly as micrograd builds them -------
@@ -557,7 +569,7 @@ def _flatten(root: Value) -> Tuple[Any, ...]:
     meta = array("B")
     kids = array("q")
     leaves: List[Tuple[int, Value]] = []
-    extras: dict = {}
+    extras: Dict[int, Any] = {}
     for i, v in enumerate(topo):
         nums.extend((v._data, v._grad, v._k, 0.0))
         meta.extend((v._code, 0))
@@ -580,7 +592,7 @@ def _rebuild_leaf(data: float, grad: float, label: str) -> Value:
 
 
 def _rebuild(version: int, n: int, nums_b: bytes, meta_b: bytes, kids_b: bytes,
-             leaves: List[Tuple[int, Value]], extras: dict) -> Value:
+             leaves: List[Tuple[int, Value]], extras: Dict[int, Any]) -> Value:
     """The graph ``_flatten`` described; returns its root."""
     nums, meta, kids = array("d"), array("B"), array("q")
     nums.frombytes(nums_b)
@@ -607,11 +619,12 @@ def _rebuild(version: int, n: int, nums_b: bytes, meta_b: bytes, kids_b: bytes,
             if not 0 <= a < i or b >= i or (code in (ADD, MUL) and b < 0):
                 raise ValueError("a graph pickle's operands must come before their node")
             v = Value._node(0.0, code, nodes[a], nodes[b] if b >= 0 else None, nums[4 * i + 2],
-                            op if op is not None else OP_NAMES[code])
+                            op if op is not None else OP_SYMBOLS[code])
             v._label = label
         v._data = nums[4 * i]
         v._grad = nums[4 * i + 1]
         if user is not None:
             v._backward = user
         nodes[i] = v
-    return nodes[n - 1]
+    root: Value = nodes[n - 1]
+    return root

@@ -1,4 +1,4 @@
-# A weighted sum, b + w0*x0 + w1*x1 + ..., kept as one fused node.
+# Fused weighted sums: b + w0*x0 + w1*x1 + ... kept as one DOT node.
 #
 # micrograd builds a neuron's sum as a chain of 2n nodes: m_j = w_j * x_j and
 # s_j = s_{j-1} + m_j (with s_{-1} = b). Made and walked one object at a time, those
@@ -13,6 +13,9 @@
 # * the first time anyone looks inside (_prev, _backward, pickling, _topological_order,
 #   a backward through custom callbacks), the node expands into the real chain with the
 #   data and grads it holds, and is an ordinary ADD node from then on.
+#
+# The core (graph.pxi, node.pxi, value.pxi) knows a DOT node only as a composite node,
+# through the composite_* functions of this file.
 
 cdef struct DotTerm:
     Node* w        # the weight operand (its Value holds a reference for this pointer)
@@ -33,7 +36,7 @@ cdef inline DotBuffer* _dot_buffer(Node* node) noexcept nogil:
     return <DotBuffer*>node.b
 
 
-cdef object _dot(object ws, object xs, Value b, Py_ssize_t n):
+cdef object fused_sum(object ws, object xs, Value b, Py_ssize_t n):
     """The fused b + w0*x0 + ... for Value weights and Value-or-float inputs, or None if
     an operand is of another kind (the caller then builds the chain node by node).
 
@@ -43,6 +46,7 @@ cdef object _dot(object ws, object xs, Value b, Py_ssize_t n):
     cdef DotBuffer* buf
     cdef DotTerm* t
     cdef double s, xd
+    cdef int err = 0                  # add and mul never fail
     cdef Value out
     cdef PyObject** wp = PySequence_Fast_ITEMS(ws)
     cdef PyObject** xp = PySequence_Fast_ITEMS(xs)
@@ -69,9 +73,9 @@ cdef object _dot(object ws, object xs, Value b, Py_ssize_t n):
             xd = (<PyFloatObject*>xp[j]).ob_fval
             t.c = xd
         t.cgrad = 0.0
-        t.m = t.w.data * xd           # mul_forward
+        t.m = mul_forward(t.w.data, xd, 0.0, &err)
         t.mgrad = 0.0
-        s = s + t.m                   # add_forward: s_j = s_{j-1} + m_j
+        s = add_forward(s, t.m, 0.0, &err)    # s_j = s_{j-1} + m_j
         t.s = s
         t.sgrad = 0.0
     out = _new_node(s, DOT, b, 0.0)
@@ -79,8 +83,8 @@ cdef object _dot(object ws, object xs, Value b, Py_ssize_t n):
     return out
 
 
-cdef inline void _dot_step(Node* node, Py_ssize_t j) noexcept:
-    """Backward of s_j then m_j, as backward of the expanded chain does them."""
+cdef inline void composite_backward_step(Node* node, Py_ssize_t j) noexcept:
+    """Backward of a DOT node's step j: s_j's rule, then m_j's, as on the expanded chain."""
     cdef int err = 0
     cdef DotBuffer* buf = _dot_buffer(node)
     cdef DotTerm* t = &buf.terms[j]
@@ -105,7 +109,7 @@ cdef inline void _dot_step(Node* node, Py_ssize_t j) noexcept:
     mul_backward(t.w.data, xd, 0.0, t.m, t.mgrad, &t.w.grad, xg, &err)
 
 
-cdef void _dot_release(Node* node) noexcept:
+cdef void composite_release(Node* node) noexcept:
     """Drop a dying DOT node's term operands and buffer (the bias is operand a)."""
     cdef DotBuffer* buf = _dot_buffer(node)
     cdef Py_ssize_t j
@@ -113,9 +117,9 @@ cdef void _dot_release(Node* node) noexcept:
     if buf == NULL:
         return
     for j in range(buf.n):
-        _release(buf.terms[j].w)
+        release(buf.terms[j].w)
         if buf.terms[j].x != NULL:
-            _release(buf.terms[j].x)
+            release(buf.terms[j].x)
     PyMem_Free(buf)
 
 
@@ -133,13 +137,13 @@ cdef Value _chain_node(int code, Value a, Value b, double data, double grad):
     return out
 
 
-cdef int _expand_dot(Value node) except -1:
+cdef int composite_expand(Value node) except -1:
     """Turn a DOT node into micrograd's chain: the node becomes s_{n-1} = s_{n-2} + m_{n-1}."""
     cdef DotBuffer* buf
     cdef DotTerm* t
     cdef Py_ssize_t j, n
     cdef Value m, acc
-    _touch(&node.n)  # a compiled graph may hold newer values for the buffer
+    reveal(&node.n)  # a compiled graph may hold newer values for the buffer
     buf = _dot_buffer(&node.n)
     n = buf.n
     acc = _value(node.n.a)
@@ -170,24 +174,54 @@ cdef int _expand_dot(Value node) except -1:
     return 0
 
 
-cdef int _expand_all(Node* root) except -1:
+cdef int composite_expand_all(Node* root) except -1:
     """Expand every DOT node reachable from root; returns how many there were."""
     cdef NodeArray topo
     cdef Py_ssize_t i
     cdef Node* node
     cdef list dots = []
-    _borrow_scratch(&topo)
+    borrow_scratch(&topo)
     try:
-        _topological_sort(&root[0], &topo)
-        _clear_visited(topo.items, topo.n)
+        sorted_graph(root, &topo)
         for i in range(topo.n):
             if (<uintptr_t>topo.items[i]) & STEP_TAG:
                 node = <Node*>((<uintptr_t>topo.items[i]) & ~TAG_MASK)
                 if node.code == DOT:
                     dots.append(_value(node))
     finally:
-        _return_scratch(&topo)
+        return_scratch(&topo)
     for v in dots:
         if (<Value>v).n.code == DOT:   # listed once per term; expand once
-            _expand_dot(<Value>v)
+            composite_expand(<Value>v)
     return len(dots)
+
+
+cdef int composite_push_steps(NodeArray* arr, Node* node) except -1:
+    """The sort's visit of a DOT node: push its operands and steps, last first, so that
+    they come off the stack as micrograd's DFS meets the expanded chain: b, then for
+    each term j: w_j, x_j, step j (where m_j and s_j go)."""
+    cdef DotBuffer* buf = _dot_buffer(node)
+    cdef Py_ssize_t j
+    cdef DotTerm* t
+    for j in range(buf.n - 1, -1, -1):
+        t = &buf.terms[j]
+        push_stack(arr, <Node*>((<uintptr_t>j << 3) | INDEX_TAG))
+        push_stack(arr, <Node*>(<uintptr_t>node | STEP_TAG))
+        if t.x != NULL and not (t.x.flags & VISITED):
+            push_stack(arr, t.x)
+        if not (t.w.flags & VISITED):
+            push_stack(arr, t.w)
+    if not (node.a.flags & VISITED):
+        push_stack(arr, node.a)
+    return 0
+
+
+cdef void composite_reveal_operands(Node* node) noexcept:
+    """reveal_hidden for every operand of a DOT node (before it is shown or expanded)."""
+    cdef DotBuffer* buf = _dot_buffer(node)
+    cdef Py_ssize_t j
+    reveal_hidden(node.a)
+    for j in range(buf.n):
+        reveal_hidden(buf.terms[j].w)
+        if buf.terms[j].x != NULL:
+            reveal_hidden(buf.terms[j].x)

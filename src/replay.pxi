@@ -3,7 +3,7 @@
 # compile(root) records the graph under root: every node gets a slot (its data and grad
 # side by side) in one array; the ops become entries in topological order, and the
 # backward schedule lists them in the reverse order micrograd's backward visits them,
-# fused sums keeping their per-term steps (dot.pxi). Replaying is then a walk over
+# fused sums keeping their per-term steps (fused.pxi). Replaying is then a walk over
 # arrays with no Python call, no allocation and no sort, with the GIL released.
 #
 # What Python sees stays exact:
@@ -11,10 +11,10 @@
 #   each forward and backward, their grads are added to in place;
 # * a non-leaf node that Python still holds (its refcount exceeds the references the
 #   graph itself holds) is written back after every call;
-# * the other non-leaf nodes are hidden: marked TAPED, they live only in the arrays.
+# * the other non-leaf nodes are hidden: marked HIDDEN, they live only in the arrays.
 #   Anything that could reveal one (_prev, pickling, an eager backward through it, a
 #   structural change such as expanding a fused sum) first writes every tape back into
-#   its Values and detaches it (_detach_tapes); a detached tape records the graph again
+#   its Values and detaches it (reveal_recorded_graphs); a detached tape records the graph again
 #   on its next call. So a graph is recorded by at most one live tape at a time.
 #
 # Fused sums: on the first backward after a forward, every hidden intermediate of a
@@ -58,10 +58,10 @@ cdef object _live_tapes = None      # weakref.WeakSet of CompiledGraph
 cdef Py_ssize_t _n_recorded = 0     # nodes flagged RECORDED in all live tapes
 
 
-cdef void _detach_tapes() noexcept:
-    """Write every live tape back into its Values and detach it (see above).
+cdef void reveal_recorded_graphs() noexcept:
+    """Write every live compiled graph back into its Values and detach it (see above).
 
-    A tape in the middle of a replay (another thread's, with the GIL released, or ours,
+    A graph in the middle of a replay (another thread's, with the GIL released, or ours,
     in a Function's callback) is not touched: it detaches itself when the replay ends,
     so its arrays are never copied half-computed."""
     global _n_recorded
@@ -78,10 +78,23 @@ cdef void _detach_tapes() noexcept:
         _n_recorded = 0
 
 
-cdef inline void _touch(Node* node) noexcept:
-    """Call before revealing or restructuring a node that may be recorded."""
-    if node.flags & (TAPED | RECORDED):
-        _detach_tapes()
+# ---- the interface the core calls (graph.pxi, value.pxi, fused.pxi) ------------------
+cdef inline bint any_recorded() noexcept:
+    """Whether any node is recorded at all (the core's fast path: nothing to reveal)."""
+    return _n_recorded != 0
+
+
+cdef inline void reveal(Node* node) noexcept:
+    """node is about to be shown to Python or restructured: if a compiled graph recorded
+    it, write that graph back and detach it."""
+    if node.flags & (HIDDEN | RECORDED):
+        reveal_recorded_graphs()
+
+
+cdef inline void reveal_hidden(Node* node) noexcept:
+    """node's data is about to be read: if it lives in a compiled graph, write it back."""
+    if node.flags & HIDDEN:
+        reveal_recorded_graphs()
 
 
 @cython.final
@@ -175,7 +188,7 @@ cdef class CompiledGraph:
         cdef Node* node
         cdef uintptr_t p
         cdef DotBuffer* buf
-        _detach_tapes()             # one live tape per graph (see the module comment)
+        reveal_recorded_graphs()             # one live tape per graph (see the module comment)
         self._free_arrays()
         self.keep = []
         self.functions = []
@@ -183,14 +196,14 @@ cdef class CompiledGraph:
         self.recorded = False
         self.raises = False
         self.has_custom = False
-        _borrow_scratch(&topo)
+        borrow_scratch(&topo)
         try:
-            _topological_sort(&self.output.n, &topo)
-            _clear_visited(topo.items, topo.n)
+            topological_sort(&self.output.n, &topo)
+            clear_visited(topo.items, topo.n)
             n_topo = topo.n
             order = [<Py_ssize_t>topo.items[i] for i in range(n_topo)]
         finally:
-            _return_scratch(&topo)
+            return_scratch(&topo)
         rec = _Recording()
         for i in range(n_topo):
             p = <uintptr_t>order[i]
@@ -254,7 +267,7 @@ cdef class CompiledGraph:
                 b = rec.constant(node.k, node.kgrad)
             else:
                 b = rec.slot_of[<Py_ssize_t>node.b]
-        if code == POW or code == LOG:
+        if backward_can_raise(code):
             self.raises = True
         return [code, out, a, b, 0, node.k, None]
 
@@ -359,7 +372,7 @@ cdef class CompiledGraph:
                 shown.append(i)
             else:
                 self.hidden[i] = 1
-                node.flags |= TAPED
+                node.flags |= HIDDEN
         self.n_shown = len(shown)
         self.shown_nodes = <Node**>PyMem_Malloc(max(1, self.n_shown) * sizeof(Node*))
         self.shown_slots = <int32_t*>PyMem_Malloc(max(1, self.n_shown) * sizeof(int32_t))
@@ -503,7 +516,7 @@ cdef class CompiledGraph:
             self._write_back_hidden()
         for i in range(self.n_slots):
             if self.node_of_slot[i] != NULL:
-                self.node_of_slot[i].flags &= ~(TAPED | RECORDED)
+                self.node_of_slot[i].flags &= ~(HIDDEN | RECORDED)
         self.recorded = False
 
     # ---- replay ---------------------------------------------------------------------
@@ -670,29 +683,6 @@ cdef class CompiledGraph:
             i = run_end + 1
         return -1
 
-    def _layout(self):
-        """How the recording came out (for tests and tuning): counts of entries, fused
-        sums, sums on array kernels, sums run four or two side by side, fused
-        activations, hidden and shown nodes, leaves."""
-        cdef Py_ssize_t e
-        cdef Entry* en
-        self._ensure_recorded()
-        out = dict(entries=self.n_entries, slots=self.n_slots, terms=self.n_terms, dots=0,
-                   contiguous=0, grouped4=0, grouped2=0, activations=0,
-                   hidden=sum(self.hidden[i] for i in range(self.n_slots)),
-                   shown=self.n_shown, leaves=self.n_leaves)
-        for e in range(self.n_entries):
-            en = &self.entries[e]
-            if en.code == DOT:
-                out["dots"] += 1
-                out["contiguous"] += en.wbase >= 0
-                out["activations"] += en.act != 0
-                if en.group == 4:
-                    out["grouped4"] += 4
-                elif en.group == 2:
-                    out["grouped2"] += 2
-        return out
-
     @property
     def num_nodes(self):
         """How many recorded nodes and constants (slots) a replay walks."""
@@ -702,132 +692,6 @@ cdef class CompiledGraph:
     def __repr__(self):
         return (f"<cmicrograd CompiledGraph: {self.n_slots} slots, {self.n_entries} ops, "
                 f"{self.n_terms} fused terms, output={self.output!r}>")
-
-
-@cython.final
-cdef class _Recording:
-    """The graph as a tape is being made of it (Python lists: recording is done once)."""
-    cdef public dict slot_of     # node address -> slot
-    cdef public list init        # per slot: (data, grad) to start with
-    cdef public list node        # per slot: node address (0 for an inline constant)
-    cdef public list entries     # [code, out, a, b or terms, n, k, fb(, act, act_out)]
-    cdef public dict entry_of    # node address -> entry index
-    cdef public list steps       # topological order: (node address, DOT step or -1)
-    cdef public list leaves
-    cdef public list program     # [entry, hi, lo], in backward order
-
-    def __cinit__(self):
-        self.slot_of = {}
-        self.init = []
-        self.node = []
-        self.entries = []
-        self.entry_of = {}
-        self.steps = []
-        self.leaves = []
-        self.program = []
-
-    cdef void slot(self, Node* node, list keep) except *:
-        key = <Py_ssize_t>node
-        if key not in self.slot_of:
-            self.slot_of[key] = len(self.init)
-            self.init.append((node.data, node.grad))
-            self.node.append(key)
-            keep.append(_value(node))
-
-    cdef Py_ssize_t constant(self, double value, double grad) except -1:
-        self.init.append((value, grad))
-        self.node.append(0)
-        return len(self.init) - 1
-
-    cdef void add_entry(self, Py_ssize_t key, list entry) except *:
-        self.entry_of[key] = len(self.entries)
-        self.entries.append(entry)
-
-    cdef void make_program(self) except *:
-        """Reverse topological order; consecutive steps of one DOT become one item."""
-        for key, j in reversed(self.steps):
-            e = self.entry_of[key]
-            last = self.program[len(self.program) - 1] if self.program else None
-            if j >= 0 and last is not None and last[0] == e and last[2] == j + 1:
-                last[2] = j
-            else:
-                self.program.append([e, j, j])
-
-    cdef void fuse_activations(self) except *:
-        """Fold a relu/tanh/sigmoid applied right after a DOT into the DOT's entry when
-        the two are adjacent in both orders: forward (the DOT, then the op) and
-        backward (the op's item, then the DOT's first step)."""
-        entries = self.entries
-        item_of = {}
-        first_step_of = {}
-        for pos, (e, hi, lo) in enumerate(self.program):
-            if hi < 0:
-                item_of[e] = pos
-            elif hi == entries[e][4] - 1:
-                first_step_of[e] = pos
-        fused_into = {}
-        for e in range(len(entries) - 1):
-            dot, op = entries[e], entries[e + 1]
-            if (dot[0] == DOT and op[0] in (RELU, TANH, SIGMOID) and op[2] == dot[1]
-                    and item_of.get(e + 1, -2) + 1 == first_step_of.get(e, -1)):
-                fused_into[e + 1] = e
-        renumber = {}
-        out = []
-        for e, entry in enumerate(entries):
-            if e in fused_into:
-                continue
-            renumber[e] = len(out)
-            op = entries[e + 1] if (e + 1) in fused_into else None
-            out.append(entry + ([op[0], op[1]] if op is not None else [0, -1]))
-        self.entries = out
-        self.program = [[renumber[e], hi, lo] for e, hi, lo in self.program if e not in fused_into]
-
-    cdef void number_slots_for_runs(self) except *:
-        """Renumber slots so that each DOT's weights, and its inputs, are consecutive
-        where possible: the first DOT to use a set of fresh slots lays them out."""
-        cdef Py_ssize_t n = len(self.init)
-        seen = bytearray(n)
-        order = []
-        for entry in self.entries:
-            if entry[0] != DOT:
-                continue
-            for run in ([w for w, x in entry[3]], [x for w, x in entry[3]]):
-                if len(set(run)) == len(run) and not any(seen[s] for s in run):
-                    for s in run:
-                        seen[s] = 1
-                        order.append(s)
-        for s in range(n):
-            if not seen[s]:
-                order.append(s)
-        new = [0] * n
-        for i, s in enumerate(order):
-            new[s] = i
-        self.init = [self.init[s] for s in order]
-        self.node = [self.node[s] for s in order]
-        self.slot_of = {key: new[s] for key, s in self.slot_of.items()}
-        for entry in self.entries:
-            entry[1] = new[entry[1]]
-            entry[2] = new[entry[2]]
-            if entry[0] == DOT:
-                entry[3] = [(new[w], new[x]) for w, x in entry[3]]
-            else:
-                entry[3] = new[entry[3]]
-            if entry[8] >= 0:
-                entry[8] = new[entry[8]]
-
-
-cdef Py_ssize_t _custom_children_len(Node* node) noexcept:
-    return PyTuple_GET_SIZE(<object>_custom_children(node))
-
-
-cdef object _function_of(Node* node):
-    """The FunctionBackward of a Function node, or None."""
-    extra = _value(node)._extra
-    if type(extra) is _Record:
-        fb = (<_Record>extra).backward
-        if fb is not None and hasattr(fb, "recompute") and hasattr(fb, "inputs"):
-            return fb
-    return None
 
 
 cdef void _register_tape(CompiledGraph tape) except *:

@@ -1,0 +1,73 @@
+"""The op table: every op a node can have, declared once.
+
+Both engines follow this table, and ``tests/test_ops.py`` fails, naming the missing
+piece, when an op lacks its method, a forward or backward rule in either engine, a
+parity generator in the tests, or a type-stub entry. ``setup.py`` turns the table into
+the compiled engine's op codes and rule dispatch (``src/_optable.pxi``, generated at
+build time), and the pure engine reads it at import. How to add an op: CONTRIBUTING.md.
+
+This file is loaded by ``setup.py`` on its own (before the package is built), so it
+imports nothing from cmicrograd.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Tuple
+
+
+class Op(NamedTuple):
+    name: str
+    """How the op's rules are named in both engines: ``{name}_forward``, ``{name}_backward``."""
+    code: int
+    """Its number in a node and in pickles. Never change or reuse one: saved graphs hold
+    it. Ops that never reach a pickle (internal ones) use 128 and up."""
+    symbol: str
+    """What ``Value._op`` shows for its nodes (micrograd's spelling; ``**`` adds the exponent)."""
+    method: Optional[str]
+    """The ``Value`` method that makes it, or None (operators, leaves, internal ops)."""
+    arity: int
+    """How many Value operands it has (POW's exponent is a number, not an operand)."""
+    forward_raises: bool
+    """Whether its forward rule can raise (it reports an error code in the compiled engine)."""
+    backward_raises: bool
+    """Whether its backward rule can raise; a replay then keeps every intermediate grad."""
+    kind: str = "op"
+    """``op`` (built in: a forward and a backward rule), ``leaf``, ``custom`` (the user's
+    callable), or ``internal`` (an engine's private node kind, never seen from Python)."""
+
+
+OPS: Tuple[Op, ...] = (
+    Op("leaf", 0, "", None, 0, False, False, kind="leaf"),
+    Op("add", 1, "+", None, 2, False, False),
+    Op("mul", 2, "*", None, 2, False, False),
+    Op("pow", 3, "**", None, 1, True, True),
+    Op("relu", 4, "ReLU", "relu", 1, False, False),
+    Op("tanh", 5, "tanh", "tanh", 1, False, False),
+    Op("exp", 6, "exp", "exp", 1, True, False),
+    Op("log", 7, "log", "log", 1, True, True),
+    Op("sigmoid", 8, "sigmoid", "sigmoid", 1, False, False),
+    Op("custom", 9, "", None, -1, False, False, kind="custom"),
+    # a fused weighted sum (src/fused.pxi): shows itself as the chain of '+' and '*'
+    # nodes it stands for, and expands into it before anyone looks inside
+    Op("dot", 128, "+", None, -1, False, False, kind="internal"),
+)
+
+BY_NAME = {op.name: op for op in OPS}
+BY_CODE = {op.code: op for op in OPS}
+BUILTIN = tuple(op for op in OPS if op.kind == "op")
+"""The ops with forward and backward rules, in table order."""
+
+
+def _check(ops: Tuple[Op, ...]) -> None:
+    codes = [op.code for op in ops]
+    names = [op.name for op in ops]
+    if len(set(codes)) != len(codes) or len(set(names)) != len(names):
+        raise ValueError("op codes and names must be unique")
+    for op in ops:
+        if not 0 <= op.code < 256 or (op.kind == "internal") != (op.code >= 128):
+            raise ValueError(f"op {op.name}: internal ops use codes 128-255, the others 0-127")
+
+
+_check(OPS)
+
+__all__ = ["Op", "OPS", "BY_NAME", "BY_CODE", "BUILTIN"]
