@@ -13,11 +13,14 @@ from .arrays import (
     values,
     vector_to_parameters,
 )
-from .replay import assign, compile
+from .replay import assign
+from .replay import compile as compile  # explicit: typed as exported, yet not in __all__
 
 __version__ = "0.1.0"
 
+# compile is cmicrograd.compile, but `from cmicrograd import *` leaves it out: it would
+# shadow the builtin compile().
 __all__ = [
-    "Value", "IMPLEMENTATION", "compile", "assign", "values", "to_array",
+    "Value", "IMPLEMENTATION", "assign", "values", "to_array",
     "parameters_to_vector", "vector_to_parameters", "grads_to_vector", "__version__",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Union
 
-from ._engines import engine_of
+from ._engines import engine_of, is_value
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,9 +22,9 @@ def values(array: Any, engine: Optional[Any] = None) -> Any:
     import numpy as np
 
     if engine is None:
-        from .engine import _impl
+        from ._engines import PICKED
 
-        engine = _impl
+        engine = PICKED
     data = np.asarray(array)
     if data.dtype.kind not in "biuf":
         raise TypeError(f"values() needs an array of numbers, not of dtype {data.dtype}")
@@ -41,7 +41,7 @@ def to_array(values: Any) -> "NDArray[Any]":
     """The data of a Value or of nested lists of Values, as a float array of that shape."""
     import numpy as np
 
-    if type(values).__name__ == "Value":
+    if is_value(values):
         return np.array(values.data)
 
     def data(item: Any) -> Any:

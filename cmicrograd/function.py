@@ -60,9 +60,9 @@ class Function:
                     raise TypeError(f"{cls.__name__}.apply mixes Values of two engines")
                 engine = e
         if engine is None:
-            from .engine import _impl
+            from ._engines import PICKED
 
-            engine = _impl
+            engine = PICKED
         V = engine.Value
         values = [x if type(x) is V else V(x) for x in inputs]
         ctx = Context()

@@ -6,14 +6,14 @@ binds the same classes to the pure-Python engine.
 """
 
 from . import _nn
-from .engine import _impl
+from ._engines import PICKED
 
 ACTIVATIONS = _nn.ACTIVATIONS
 
 
 class Module(_nn.Module):
     __doc__ = _nn.Module.__doc__
-    engine = _impl
+    engine = PICKED
 
 
 class Neuron(_nn.Neuron, Module):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, List
 
-from ._engines import engine_of
+from ._engines import engine_of, is_value
 
 
 def compile(output: Any) -> Any:
@@ -45,7 +45,7 @@ def assign(values: Any, array: Any) -> None:
     import numpy as np  # imported when needed: `import cmicrograd` stays light
 
     data = np.asarray(array, dtype=float)
-    if type(values).__name__ == "Value":
+    if is_value(values):
         if data.ndim != 0:
             raise ValueError(f"assign: one Value but an array of shape {data.shape}")
         values.data = float(data)
