@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import pathlib
 import pickle
 
 import pytest
@@ -129,3 +131,31 @@ def test_crafted_graph_pickle_is_refused_not_crashed(engine, leaf):
         rebuild(version, n, nums, meta, kids, bad, extras)
     with pytest.raises(ValueError, match="leaves must be distinct Values"):
         rebuild(version, n, nums, meta, kids, [(n + 5, V(1.0))], extras)
+
+
+# ---- files written by earlier versions still load ---------------------------------------
+FORMAT1 = pathlib.Path(__file__).resolve().parent / "data" / "format1"
+
+
+def _summary(engine_module, root):
+    order = engine_module._topological_order(root)
+    index = {id(v): i for i, v in enumerate(order)}
+    return [[v._op, v.data.hex(), v.grad.hex(), v.label, [index[id(c)] for c in v._prev]]
+            for v in order]
+
+
+def test_pickles_of_pickle_format_1_still_load(engine):
+    """tests/data/format1 was written by the code of commit 2ac2c04 (every op, labels,
+    inline constants, a fused sum, a custom node, a 200-step chain, after backward)."""
+    expected = json.loads((FORMAT1 / "expected.json").read_text())
+    name = "compiled" if engine.name == "cython" else "reference"
+    root = pickle.loads((FORMAT1 / f"graph_{name}.pkl").read_bytes())
+    assert type(root) is engine.Value and root.label == "root"
+    assert _summary(engine.engine, root) == expected[name]
+
+
+def test_models_saved_by_version_1_still_load(engine):
+    expected = json.loads((FORMAT1 / "expected.json").read_text())
+    model = engine.nn.MLP.load(FORMAT1 / "model.json")
+    assert model.nouts == [4, 2]
+    assert [p.data.hex() for p in model.parameters()] == expected["model_parameters"]
