@@ -13,6 +13,10 @@ except ImportError:  # pragma: no cover - the conftest decides whether that is a
 
 def values_held(engine_name: str = "cython") -> int:
     """Bytes of the compiled engine's chunks in use, after freeing unreachable objects
-    and the empty chunks (0 for the pure engine, whose Values are Python objects)."""
-    gc.collect()
+    and the empty chunks (0 for the pure engine, whose Values are Python objects).
+
+    Collects until nothing more is found: the GC cannot see operand links, so freeing one
+    cycle can make another unreachable that the same collection already passed over."""
+    while gc.collect():
+        pass
     return compiled._trim_memory() if engine_name == "cython" and compiled is not None else 0
