@@ -87,7 +87,7 @@ MODES = {
 }
 
 TARGETS = {"step": 50.0, "backward": 60.0, "build": 25.0, "memory": 100.0,
-           # the compiled replay (issue 5): vs the reference with GC off, how many times
+           # the compiled replay (row 1r): vs the reference with GC off, how many times
            # faster than PyTorch, at most how many times the hand-written C's time
            "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0}
 CHAIN_LINEAR_LIMIT = 2.0  # largest chain's ns/node at most this times the smallest's
@@ -412,22 +412,12 @@ class HandwrittenC:
         return self.lib.hw_train(steps, params, Xc, yc, n, LR, ALPHA, losses)
 
 
-# ---- HOOK: the future "compiled replay (cmicrograd.compile)" row ---------------------------
-def replay_step_factory(model: Any, X: np.ndarray, y: np.ndarray) -> Optional[Callable[[], float]]:
-    """HOOK for the row "compiled replay (cmicrograd.compile)".
-
-    Return a zero-argument callable that runs ONE training step of ``model`` (a
-    cmicrograd.nn.MLP) on (X, y) -- the same step as cm_step_factory: loss with ALPHA,
-    zero_grad, backward, SGD with LR -- through cmicrograd.compile's replay, and returns
-    that step's loss as a float. The row is measured and bit-checked against the
-    compiled engine's step as soon as this returns a callable.
-
-    Returns None (the row is skipped) while cmicrograd has no ``compile``.
-    """
-    if not hasattr(cmicrograd, "compile"):
-        return None
-    # Record the same step's graph once: inputs as Value leaves (they never change), the
-    # demo's loss; each step replays it. Bit-identical to building it anew (checked).
+# ---- the compiled replay (row 1r) -------------------------------------------------------------
+def replay_step_factory(model: Any, X: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+    """cm_step_factory's step through cmicrograd.compile's replay, on `model` (a
+    cmicrograd.nn.MLP): the step's graph is recorded once, with the inputs as Value
+    leaves (they never change), and each step replays it. Bit-identical to building it
+    anew (the checks compare the losses)."""
     loss, _acc = batch_loss(model, X, y, ALPHA)
     graph = cmicrograd.compile(loss)
     params = model.parameters()
@@ -469,9 +459,7 @@ def workload_step(cfg, weights, X, y, have_mg, torch_ok, hw, record):
     samplers[REF_OFF] = timed_steps(cm_step_factory(reference_nn, weights, X, y), 1, True)
     samplers[COMPILED] = timed_steps(cm_step_factory(compiled_nn, weights, X, y), 20, False)
 
-    replay = replay_step_factory(cm_model(compiled_nn, weights), X, y)
-    if replay is not None:
-        samplers[REPLAY] = timed_steps(replay, 20, False)
+    samplers[REPLAY] = timed_steps(replay_step_factory(cm_model(compiled_nn, weights), X, y), 20, False)
     if torch_ok:
         samplers[TORCH] = timed_steps(torch_step_factory(weights, X, y), 50, False)
     if hw.lib is not None:
@@ -489,9 +477,7 @@ def workload_step(cfg, weights, X, y, have_mg, torch_ok, hw, record):
     warm = list(samplers) if not cfg["quick"] else cheap
     samples = interleave(samplers, cfg["repeat"], warmup=warm)
     record["step"] = {"unit": "seconds per step", "samples": samples["wall"], "cpu_samples": samples["cpu"],
-                      "replay": "measured" if replay is not None else
-                      ("skipped: cmicrograd.compile does not exist" if not hasattr(cmicrograd, "compile")
-                       else "skipped: replay_step_factory is not filled in")}
+                      "replay": "measured"}
 
 
 # ---- bit-for-bit checks ------------------------------------------------------------------------
@@ -552,9 +538,8 @@ def _run_checks(cfg, weights, X, y, have_mg, torch_ok, hw, record):
         checks["handwritten_c"] = {"skipped": hw.error}
 
     replay = replay_step_factory(cm_model(compiled_nn, weights), X, y)
-    if replay is not None:
-        p_losses = [replay() for _ in range(K)]
-        checks["replay"] = {"losses_equal": p_losses == c_losses, "losses": hexes(p_losses)}
+    p_losses = [replay() for _ in range(K)]
+    checks["replay"] = {"losses_equal": p_losses == c_losses, "losses": hexes(p_losses)}
 
     if have_mg:
         mstep = mg_step_factory(weights, X, y)
@@ -874,26 +859,22 @@ def build_rows(record: Dict[str, Any], cfg) -> List[List[str]]:
 
     s = record["step"]["samples"]
     timing_row("1. moons step, MLP(2,[16,16,1]) x100 pts (ms/step)", s, 1e3, "step")
-    if REPLAY in s:
-        timing_row("1r. moons step: compiled replay (cmicrograd.compile) (ms)", s, 1e3, None, REPLAY, "replay")
-        exact = record["checks"].get("replay", {}).get("losses_equal")
-        replay = statistics.median(s[REPLAY])
-        r_off = statistics.median(s[REF_OFF]) / replay
-        verdicts = [f"{'yes' if r_off >= TARGETS['replay'] else 'NO <--'} ({sig(r_off)}x)"]
-        target = f">= {sig(TARGETS['replay'])}x vs GC off"
-        if TORCH in s:
-            vs_torch = statistics.median(s[TORCH]) / replay
-            target += f"; >= {sig(TARGETS['replay_vs_torch'])}x faster than PyTorch"
-            verdicts.append(f"{'yes' if vs_torch >= TARGETS['replay_vs_torch'] else 'NO <--'} ({sig(vs_torch)}x)")
-        if HANDWRITTEN in s:
-            vs_c = replay / statistics.median(s[HANDWRITTEN])
-            target += f"; <= {sig(TARGETS['replay_vs_c'])}x the C time"
-            verdicts.append(f"{'yes' if vs_c <= TARGETS['replay_vs_c'] else 'NO <--'} ({sig(vs_c)}x)")
-        rows[-1][7] = target
-        rows[-1][8] = "; ".join(verdicts) + f"; bit-exact: {'yes' if exact else 'NO  <-- MISMATCH'}"
-    else:
-        rows.append(["1r. moons step: compiled replay (cmicrograd.compile)", "", "", "",
-                     record["step"]["replay"], "", "", "", "-"])
+    timing_row("1r. moons step: compiled replay (cmicrograd.compile) (ms)", s, 1e3, None, REPLAY, "replay")
+    exact = record["checks"]["replay"]["losses_equal"]
+    replay = statistics.median(s[REPLAY])
+    r_off = statistics.median(s[REF_OFF]) / replay
+    verdicts = [f"{'yes' if r_off >= TARGETS['replay'] else 'NO <--'} ({sig(r_off)}x)"]
+    target = f">= {sig(TARGETS['replay'])}x vs GC off"
+    if TORCH in s:
+        vs_torch = statistics.median(s[TORCH]) / replay
+        target += f"; >= {sig(TARGETS['replay_vs_torch'])}x faster than PyTorch"
+        verdicts.append(f"{'yes' if vs_torch >= TARGETS['replay_vs_torch'] else 'NO <--'} ({sig(vs_torch)}x)")
+    if HANDWRITTEN in s:
+        vs_c = replay / statistics.median(s[HANDWRITTEN])
+        target += f"; <= {sig(TARGETS['replay_vs_c'])}x the C time"
+        verdicts.append(f"{'yes' if vs_c <= TARGETS['replay_vs_c'] else 'NO <--'} ({sig(vs_c)}x)")
+    rows[-1][7] = target
+    rows[-1][8] = "; ".join(verdicts) + f"; bit-exact: {'yes' if exact else 'NO  <-- MISMATCH'}"
     if TORCH in s:
         timing_row("1t. moons step: PyTorch f64 vectorised, 1 thread (ms)", s, 1e3, None, TORCH, "torch")
     else:
