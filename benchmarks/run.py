@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 if TYPE_CHECKING:
     from bench.workload import Workload
 
+INSTALL = 'python3 -m venv .venv && .venv/bin/pip install ".[bench]" && .venv/bin/python benchmarks/run.py'
+
+
 def workloads() -> List[Workload]:
     """What the benchmark runs, in this order: memory first, while the process's heap is
     small and has little free memory to reuse (RSS deltas would undercount); the checks
@@ -53,7 +56,7 @@ def why_not_runnable() -> Optional[str]:
             import cmicrograd
             import cmicrograd._engine  # noqa: F401
     except ImportError as exc:
-        return f"the compiled engine (cmicrograd._engine) is not available ({exc})"
+        return f"cmicrograd with its compiled engine is not installed ({exc})"
     if cmicrograd.IMPLEMENTATION != "cython":
         return (f"cmicrograd picked its {cmicrograd.IMPLEMENTATION} engine, not the compiled "
                 "one (is CMICROGRAD_PURE_PYTHON set?)")
@@ -124,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--repeat must be at least 1")
     problem = why_not_runnable()
     if problem:
-        print(f"run.py: {problem}; build it first (pip install -e .)", file=sys.stderr)
+        print(f"run.py: {problem}; from the repository's root: {INSTALL}", file=sys.stderr)
         return 2
 
     from bench import report
