@@ -7,7 +7,9 @@
 #      normal build gives a wheel with the compiled engine;
 #   4. auditwheel repairs that wheel to a manylinux tag;
 #   5. the whole test suite runs against the installed wheel, in another fresh venv,
-#      from a copy of tests/ in a temp dir, so the source tree cannot be imported.
+#      from the unpacked sdist (its tests/, README.md, benchmarks/, pyproject.toml) in a
+#      temp dir, without the sdist's cmicrograd/ and outside the checkout, so only the
+#      wheel can be imported and a file the sdist lacks fails here.
 # Needs only python3 (3.9+) with venv and a C compiler; makes its own venvs in a temp
 # dir, deleted after a pass unless KEEP=1 (kept after a failure, for its logs).
 # PYTHON=python3.X picks the interpreter.
@@ -56,9 +58,10 @@ step "sdist contents"
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' | grep -v -e '/$' -e '^$' | sort > "$WORK/sdist.txt"
 required="setup.py pyproject.toml README.md LICENSE MANIFEST.in
           src/_engine.pyx src/rules.pxi src/dot.pxi src/value_alloc.h tests/conftest.py"
-# every tracked source and test file must ship, so that a wheel builds and tests from it
+# every tracked source, test and benchmark file must ship, so that a wheel builds and
+# the suite (which runs the README's examples and the benchmark) runs from the sdist
 if git rev-parse --git-dir > /dev/null 2>&1; then
-    required="$required $(git ls-files src tests)"
+    required="$required $(git ls-files src tests benchmarks)"
 fi
 for f in $required; do
     grep -qxF "$f" "$WORK/sdist.txt" || fail "sdist lacks $f"
@@ -119,14 +122,19 @@ done_step "auditwheel repair + show"
 step "install the wheel with the test extras in a fresh venv"
 newvenv "$WORK/testenv"
 "$WORK/testenv/bin/pip" install -q "${REPAIRED}[test]"
-mkdir "$WORK/run"
-cp -R tests "$WORK/run/tests"
-cp pyproject.toml "$WORK/run/"  # the pytest settings (markers, options) only
-find "$WORK/run" -name __pycache__ -prune -exec rm -rf {} +
+# The suite runs from a fresh unpacking of the sdist, as a distribution runs it: its
+# tests/, README.md, benchmarks/ and pyproject.toml (the pytest settings). The sdist's
+# cmicrograd/ and its metadata (*.egg-info) go, so that the package under test, and the
+# only cmicrograd distribution in sight, is the installed wheel.
+mkdir "$WORK/sdist-run"
+tar -xzf "$SDIST" -C "$WORK/sdist-run"
+RUN=$(one "$WORK"/sdist-run/*/)
+RUN=${RUN%/}
+rm -rf "$RUN/cmicrograd" "$RUN"/*.egg-info
 done_step "test venv"
 
-step "the whole test suite against the installed wheel (from $WORK/run)"
-cd "$WORK/run"  # nothing here can be imported as cmicrograd but the installed wheel
+step "the whole test suite against the installed wheel (from the unpacked sdist, $RUN)"
+cd "$RUN"  # nothing here can be imported as cmicrograd but the installed wheel
 export CMICROGRAD_REQUIRE_EXTENSION=1
 SITE=$("$WORK/testenv/bin/python" - <<'EOF'
 import os, sysconfig

@@ -1,0 +1,55 @@
+"""What the benchmark measures: the problem every engine solves, the sizes of a full and
+of a quick run, the targets, and the names of the table's variants."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+# ---- the problem: micrograd's demo -------------------------------------------------------
+SEED = 1            # random.seed before building the MLP, and make_moons' seed
+N_POINTS = 100      # micrograd's demo: 100 moons points, noise 0.1
+NOISE = 0.1
+HIDDEN = [16, 16]   # MLP(2, [16, 16, 1])
+ALPHA = 1e-4        # L2 strength of the demo's loss
+LR = 0.1            # a constant learning rate (the demo's decays from 1.0)
+
+# ---- sizes -------------------------------------------------------------------------------
+MODES = {
+    #                  full                 quick
+    "repeat":        (7,                    3),
+    "build_iters":   (50_000,               10_000),      # workload 3: loop iterations
+    "mem_ops":       (1_000_000,            50_000),      # workload 4: ops in the chain
+    "mem_ops_mg_gc": (100_000,              50_000),      # workload 4: micrograd with its GC on
+    "mem_ops_traced": (100_000,             20_000),      # workload 4: tracemalloc cross-check
+    "backward_inner_py": (2,                1),           # workload 2: backward calls per sample
+    "chain_sizes":   ((10**5, 10**6, 10**7), (10**5, 10**6)),
+    "chain_repeat":  (3,                    2),
+    "check_steps":   (10,                   5),           # bit-for-bit checks: C vs compiled
+    "check_steps_py": (3,                   1),           # reference / micrograd vs compiled
+}
+
+
+def settings(quick: bool, repeat: Optional[int] = None) -> Dict[str, Any]:
+    """The sizes of a full or a quick run ("quick" says which), with `repeat` overriding
+    the number of repetitions."""
+    cfg: Dict[str, Any] = {k: v[1 if quick else 0] for k, v in MODES.items()}
+    cfg["quick"] = quick
+    if repeat is not None:
+        cfg["repeat"] = repeat
+    return cfg
+
+
+# ---- targets -------------------------------------------------------------------------------
+TARGETS = {"step": 50.0, "backward": 60.0, "build": 25.0, "memory": 100.0,
+           # the compiled replay (row 1r): vs the reference with GC off, how many times
+           # faster than PyTorch, at most how many times the hand-written C's time
+           "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0}
+CHAIN_LINEAR_LIMIT = 2.0  # largest chain's ns/node at most this times the smallest's
+
+# ---- variants: the keys of a workload's samples, in table order --------------------------
+# The GC-off ones run with gc.disable() around the timing.
+MG_ON, MG_OFF = "micrograd_gc_on", "micrograd_gc_off"
+REF_ON, REF_OFF = "reference_gc_on", "reference_gc_off"
+COMPILED = "compiled"
+# other ways to run row 1's step
+TORCH, HANDWRITTEN, REPLAY = "torch", "handwritten_c", "compiled_replay"
