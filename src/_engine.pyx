@@ -19,8 +19,8 @@ from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyTypeObject, destructor
-from libc.stdint cimport uint8_t, uintptr_t, int32_t
-from libc.stdlib cimport realloc, free
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t, int32_t
+from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset
 
 cdef extern from "Python.h":

@@ -17,23 +17,38 @@
 # The core (graph.pxi, node.pxi, value.pxi) knows a DOT node only as a composite node,
 # through the composite_* functions of this file.
 
-cdef struct DotTerm:
-    Node* w        # the weight operand (its Value holds a reference for this pointer)
-    Node* x        # the input operand (likewise), or NULL when the input is the constant c
-    double c
-    double cgrad
-    double m       # m_j = w_j * x_j: data and grad
-    double mgrad
-    double s       # s_j: data and grad (the last term's are the node's own)
-    double sgrad
-
 cdef struct DotBuffer:
     Py_ssize_t n
-    DotTerm terms[1]   # n of them
+    Py_ssize_t n_const  # terms whose input is a constant (x[j] NULL)
+    # per term j, each an array of n in the same allocation (struct of arrays: the sort
+    # and the recorder read only w and x, so they stream 16 bytes a term, not 64)
+    Node** w            # the weight operand (the buffer holds a reference for it)
+    Node** x            # the input operand (likewise), or NULL for the constant c[j]
+    double* c           # the constant input and its grad
+    double* cgrad
+    double* m           # m_j = w_j * x_j: data and grad
+    double* mgrad
+    double* s           # s_j: data and grad (the last term's are the node's own)
+    double* sgrad
 
 
 cdef inline DotBuffer* _dot_buffer(Node* node) noexcept nogil:
     return <DotBuffer*>node.b
+
+
+cdef DotBuffer* _new_buffer(Py_ssize_t n) except NULL:
+    cdef DotBuffer* buf = <DotBuffer*>PyMem_Malloc(
+        sizeof(DotBuffer) + n * (2 * sizeof(Node*) + 6 * sizeof(double)))
+    cdef double* d
+    if buf == NULL:
+        raise MemoryError()
+    buf.n = n
+    buf.n_const = 0
+    buf.w = <Node**>(<char*>buf + sizeof(DotBuffer))
+    buf.x = buf.w + n
+    d = <double*>(buf.x + n)
+    buf.c, buf.cgrad, buf.m, buf.mgrad, buf.s, buf.sgrad = d, d + n, d + 2 * n, d + 3 * n, d + 4 * n, d + 5 * n
+    return buf
 
 
 cdef object fused_sum(object ws, object xs, Value b, Py_ssize_t n):
@@ -44,40 +59,38 @@ cdef object fused_sum(object ws, object xs, Value b, Py_ssize_t n):
     code runs here that could change them)."""
     cdef Py_ssize_t j
     cdef DotBuffer* buf
-    cdef DotTerm* t
     cdef double s, xd
     cdef int err = 0                  # add and mul never fail
     cdef Value out
     cdef PyObject** wp = PySequence_Fast_ITEMS(ws)
     cdef PyObject** xp = PySequence_Fast_ITEMS(xs)
+    if n >= (1 << 30):
+        return None   # beyond what a step range can index (graph.pxi): build the chain
     for j in range(n):
         if (<PyObject*>wp[j]).ob_type != VALUE_TYPE or (
                 (<PyObject*>xp[j]).ob_type != VALUE_TYPE and (<PyObject*>xp[j]).ob_type != &PyFloat_Type):
             return None
-    buf = <DotBuffer*>PyMem_Malloc(sizeof(DotBuffer) + (n - 1) * sizeof(DotTerm))
-    if buf == NULL:
-        raise MemoryError()
-    buf.n = n
+    buf = _new_buffer(n)
     s = b.n.data
     for j in range(n):
-        t = &buf.terms[j]
         _incref(wp[j])
-        t.w = _node_of_item(wp[j])
+        buf.w[j] = _node_of_item(wp[j])
         if (<PyObject*>xp[j]).ob_type == VALUE_TYPE:
             _incref(xp[j])
-            t.x = _node_of_item(xp[j])
-            xd = t.x.data
-            t.c = 0.0
+            buf.x[j] = _node_of_item(xp[j])
+            xd = buf.x[j].data
+            buf.c[j] = 0.0
         else:
-            t.x = NULL
+            buf.x[j] = NULL
             xd = (<PyFloatObject*>xp[j]).ob_fval
-            t.c = xd
-        t.cgrad = 0.0
-        t.m = mul_forward(t.w.data, xd, 0.0, &err)
-        t.mgrad = 0.0
-        s = add_forward(s, t.m, 0.0, &err)    # s_j = s_{j-1} + m_j
-        t.s = s
-        t.sgrad = 0.0
+            buf.c[j] = xd
+            buf.n_const += 1
+        buf.cgrad[j] = 0.0
+        buf.m[j] = mul_forward(buf.w[j].data, xd, 0.0, &err)
+        buf.mgrad[j] = 0.0
+        s = add_forward(s, buf.m[j], 0.0, &err)    # s_j = s_{j-1} + m_j
+        buf.s[j] = s
+        buf.sgrad[j] = 0.0
     out = _new_node(s, DOT, b, 0.0)
     out.n.b = <Node*>buf
     return out
@@ -87,8 +100,7 @@ cdef inline void composite_backward_step(Node* node, Py_ssize_t j) noexcept:
     """Backward of a DOT node's step j: s_j's rule, then m_j's, as on the expanded chain."""
     cdef int err = 0
     cdef DotBuffer* buf = _dot_buffer(node)
-    cdef DotTerm* t = &buf.terms[j]
-    cdef double g = node.grad if j == buf.n - 1 else t.sgrad
+    cdef double g = node.grad if j == buf.n - 1 else buf.sgrad[j]
     cdef double acc_data
     cdef double* acc_grad
     cdef double xd
@@ -97,16 +109,16 @@ cdef inline void composite_backward_step(Node* node, Py_ssize_t j) noexcept:
         acc_data = node.a.data
         acc_grad = &node.a.grad
     else:
-        acc_data = buf.terms[j - 1].s
-        acc_grad = &buf.terms[j - 1].sgrad
-    add_backward(acc_data, t.m, 0.0, t.s, g, acc_grad, &t.mgrad, &err)
-    if t.x != NULL:
-        xd = t.x.data
-        xg = &t.x.grad
+        acc_data = buf.s[j - 1]
+        acc_grad = &buf.sgrad[j - 1]
+    add_backward(acc_data, buf.m[j], 0.0, buf.s[j], g, acc_grad, &buf.mgrad[j], &err)
+    if buf.x[j] != NULL:
+        xd = buf.x[j].data
+        xg = &buf.x[j].grad
     else:
-        xd = t.c
-        xg = &t.cgrad
-    mul_backward(t.w.data, xd, 0.0, t.m, t.mgrad, &t.w.grad, xg, &err)
+        xd = buf.c[j]
+        xg = &buf.cgrad[j]
+    mul_backward(buf.w[j].data, xd, 0.0, buf.m[j], buf.mgrad[j], &buf.w[j].grad, xg, &err)
 
 
 cdef void composite_release(Node* node) noexcept:
@@ -117,9 +129,9 @@ cdef void composite_release(Node* node) noexcept:
     if buf == NULL:
         return
     for j in range(buf.n):
-        release(buf.terms[j].w)
-        if buf.terms[j].x != NULL:
-            release(buf.terms[j].x)
+        release(buf.w[j])
+        if buf.x[j] != NULL:
+            release(buf.x[j])
     PyMem_Free(buf)
 
 
@@ -140,7 +152,6 @@ cdef Value _chain_node(int code, Value a, Value b, double data, double grad):
 cdef int composite_expand(Value node) except -1:
     """Turn a DOT node into micrograd's chain: the node becomes s_{n-1} = s_{n-2} + m_{n-1}."""
     cdef DotBuffer* buf
-    cdef DotTerm* t
     cdef Py_ssize_t j, n
     cdef Value m, acc
     reveal(&node.n)  # a compiled graph may hold newer values for the buffer
@@ -148,16 +159,15 @@ cdef int composite_expand(Value node) except -1:
     n = buf.n
     acc = _value(node.n.a)
     for j in range(n):
-        t = &buf.terms[j]
-        if t.x != NULL:
-            m = _chain_node(MUL, _value(t.w), _value(t.x), t.m, t.mgrad)
+        if buf.x[j] != NULL:
+            m = _chain_node(MUL, _value(buf.w[j]), _value(buf.x[j]), buf.m[j], buf.mgrad[j])
         else:
-            m = _chain_node(MUL, _value(t.w), None, t.m, t.mgrad)
+            m = _chain_node(MUL, _value(buf.w[j]), None, buf.m[j], buf.mgrad[j])
             m.n.flags = CONST_B
-            m.n.k = t.c
-            m.n.kgrad = t.cgrad
+            m.n.k = buf.c[j]
+            m.n.kgrad = buf.cgrad[j]
         if j < n - 1:
-            acc = _chain_node(ADD, acc, m, t.s, t.sgrad)
+            acc = _chain_node(ADD, acc, m, buf.s[j], buf.sgrad[j])
     # the chain now holds its own references: rewire the node, then drop the buffer's
     Py_INCREF(acc)
     Py_INCREF(m)
@@ -166,9 +176,9 @@ cdef int composite_expand(Value node) except -1:
     node.n.b = &m.n
     node.n.code = ADD
     for j in range(n):
-        Py_DECREF(<object>_obj(buf.terms[j].w))
-        if buf.terms[j].x != NULL:
-            Py_DECREF(<object>_obj(buf.terms[j].x))
+        Py_DECREF(<object>_obj(buf.w[j]))
+        if buf.x[j] != NULL:
+            Py_DECREF(<object>_obj(buf.x[j]))
     Py_DECREF(<object>_obj(old_bias))
     PyMem_Free(buf)
     return 0
@@ -191,7 +201,7 @@ cdef int composite_expand_all(Node* root) except -1:
     finally:
         return_scratch(&topo)
     for v in dots:
-        if (<Value>v).n.code == DOT:   # listed once per term; expand once
+        if (<Value>v).n.code == DOT:   # listed once per range of steps; expand once
             composite_expand(<Value>v)
     return len(dots)
 
@@ -199,18 +209,22 @@ cdef int composite_expand_all(Node* root) except -1:
 cdef int composite_push_steps(NodeArray* arr, Node* node) except -1:
     """The sort's visit of a DOT node: push its operands and steps, last first, so that
     they come off the stack as micrograd's DFS meets the expanded chain: b, then for
-    each term j: w_j, x_j, step j (where m_j and s_j go)."""
+    each term j: w_j, x_j, step j (where m_j and s_j go). Steps with nothing between
+    them (their operands were visited already) go as one range."""
     cdef DotBuffer* buf = _dot_buffer(node)
-    cdef Py_ssize_t j
-    cdef DotTerm* t
+    cdef Py_ssize_t j, hi = buf.n - 1
+    cdef bint push_w, push_x
     for j in range(buf.n - 1, -1, -1):
-        t = &buf.terms[j]
-        push_stack(arr, <Node*>((<uintptr_t>j << 3) | INDEX_TAG))
-        push_stack(arr, <Node*>(<uintptr_t>node | STEP_TAG))
-        if t.x != NULL and not (t.x.flags & VISITED):
-            push_stack(arr, t.x)
-        if not (t.w.flags & VISITED):
-            push_stack(arr, t.w)
+        push_w = not (buf.w[j].flags & VISITED)
+        push_x = buf.x[j] != NULL and not (buf.x[j].flags & VISITED)
+        if push_w or push_x or j == 0:   # something may come before step j: end the range
+            push_stack(arr, step_range(j, hi))
+            push_stack(arr, <Node*>(<uintptr_t>node | STEP_TAG))
+            if push_x:
+                push_stack(arr, buf.x[j])
+            if push_w:
+                push_stack(arr, buf.w[j])
+            hi = j - 1
     if not (node.a.flags & VISITED):
         push_stack(arr, node.a)
     return 0
@@ -222,6 +236,6 @@ cdef void composite_reveal_operands(Node* node) noexcept:
     cdef Py_ssize_t j
     reveal_hidden(node.a)
     for j in range(buf.n):
-        reveal_hidden(buf.terms[j].w)
-        if buf.terms[j].x != NULL:
-            reveal_hidden(buf.terms[j].x)
+        reveal_hidden(buf.w[j])
+        if buf.x[j] != NULL:
+            reveal_hidden(buf.x[j])

@@ -8,18 +8,36 @@
 #
 # This is the core's only contact with the parts built on it (see _engine.pyx):
 #   composite_push_steps, composite_backward_step  -- fused sums, in fused.pxi
-#   reveal, reveal_hidden, reveal_recorded_graphs   -- compiled graphs, in replay.pxi
+#   any_recorded, reveal, reveal_hidden, reveal_hidden_in -- compiled graphs, in replay.pxi
 
 # ---- tags on entries of the sort's stack and order -------------------------------------
 # A Node* is 8-byte aligned, which leaves three low bits. On the stack, CHILDREN_DONE
-# marks a node whose children are all done. A composite node's step j takes two
-# entries, (j << 3 | INDEX_TAG) and then (node | STEP_TAG), on the stack and in the
-# order alike.
+# marks a node whose children are all done. A composite node's steps lo..hi (consecutive
+# in the order: nothing comes between them) take two entries, step_range(lo, hi) and then
+# (node | STEP_TAG), on the stack and in the order alike.
 cdef enum:
     CHILDREN_DONE = 1
     STEP_TAG = 2
     INDEX_TAG = 4
     TAG_MASK = 7
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #if UINTPTR_MAX < 0xFFFFFFFFFFFFFFFFu
+    #error "cmicrograd needs a 64-bit platform (a step range packs two indices in a pointer)"
+    #endif
+    """
+
+cdef inline Node* step_range(Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """The entry for steps lo..hi of a composite node (each below 2**30)."""
+    return <Node*>((<uintptr_t>lo << 3) | (<uintptr_t>hi << 33) | INDEX_TAG)
+
+cdef inline Py_ssize_t step_lo(Node* entry) noexcept nogil:
+    return <Py_ssize_t>((<uintptr_t>entry >> 3) & 0x3FFFFFFF)
+
+cdef inline Py_ssize_t step_hi(Node* entry) noexcept nogil:
+    return <Py_ssize_t>(<uintptr_t>entry >> 33)
 
 # what a sort met, besides plain nodes
 cdef enum:
@@ -104,7 +122,8 @@ cdef int topological_sort(Node* root, NodeArray* arr) except -1:
 
     Every listed node is left with its VISITED bit set: the caller clears it
     (clear_visited). Returns a bit set: FOUND_CUSTOM if a CUSTOM node was met,
-    FOUND_HIDDEN if a node hidden in a compiled graph was.
+    FOUND_HIDDEN if a node hidden in a compiled graph was. (record.pxi walks a graph
+    the same way.)
     """
     cdef Node* node
     cdef Node* child
@@ -199,16 +218,14 @@ cdef int sorted_graph(Node* root, NodeArray* arr) except -1:
 cdef int reveal_graph(Node* root) except -1:
     """Bring hidden nodes under root up to date before handing them to Python."""
     cdef NodeArray topo
-    cdef int found
     if not any_recorded():
         return 0
     borrow_scratch(&topo)
     try:
-        found = sorted_graph(root, &topo)
+        if sorted_graph(root, &topo) & FOUND_HIDDEN:
+            reveal_hidden_in(&topo)
     finally:
         return_scratch(&topo)
-    if found & FOUND_HIDDEN:
-        reveal_recorded_graphs()
     return 0
 
 
@@ -279,7 +296,7 @@ cdef int backward_from(Node* root) except -1:
     try:
         found = topological_sort(root, &topo)
         if found & FOUND_HIDDEN:
-            reveal_recorded_graphs()  # hidden nodes of a compiled graph: bring them up to date
+            reveal_hidden_in(&topo)  # hidden nodes of a compiled graph: bring them up to date
         custom = found & FOUND_CUSTOM
         if custom:
             # Python callbacks may look inside fused sums: expand them all first
@@ -325,16 +342,17 @@ cdef int raise_backward_error(int err, Node* out) except -1:
 
 cdef int _backward_nodes(NodeArray* topo) except -1:
     """Backward over a graph with built-in ops only: no Python runs in the loop."""
-    cdef Py_ssize_t i = topo.n - 1
+    cdef Py_ssize_t i = topo.n - 1, j
     cdef Node* node
     cdef uintptr_t p
     cdef int err
     while i >= 0:
         p = <uintptr_t>topo.items[i]
-        if p & STEP_TAG:  # step j of a composite node; j is in the entry below
+        if p & STEP_TAG:  # steps of a composite node; their range is in the entry below
             node = <Node*>(p ^ STEP_TAG)
             node.flags &= ~VISITED
-            composite_backward_step(node, <Py_ssize_t>((<uintptr_t>topo.items[i - 1]) >> 3))
+            for j in range(step_hi(topo.items[i - 1]), step_lo(topo.items[i - 1]) - 1, -1):
+                composite_backward_step(node, j)
             i -= 2
             continue
         node = <Node*>p

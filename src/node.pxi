@@ -12,6 +12,8 @@
 cdef struct Node:
     uint8_t code   # first: with a and b, what a topological sort reads, in one cache line
     uint8_t flags
+    uint16_t tape     # the compiled graph that recorded it (replay.pxi); 0: none
+    uint32_t scratch  # its slot while a graph is being recorded (record.pxi)
     Node* a        # first operand; its Value holds one reference per pointer
     Node* b        # second operand (== a for a + a); NULL if unary or CONST_B
     double data
@@ -97,6 +99,7 @@ cdef inline Value _new_node(double data, int code, Value a, double k):
     cdef Value out = cm_new_value_unset(VALUE_TYPE, RECORD_OFFSET)
     out.n.code = code
     out.n.flags = 0
+    out.n.tape = 0
     Py_INCREF(a)
     out.n.a = &a.n
     out.n.b = NULL

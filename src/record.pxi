@@ -1,117 +1,404 @@
-# Recording a graph for replay: the graph under an output, as arrays of slots and ops.
+# Recording a graph for replay: the graph under an output, as flat arrays (a Tape).
 #
-# (replay.pxi's CompiledGraph drives it and replays the result.)
+# Every node gets a slot: its data and grad sit at the same index of two arrays (D, G),
+# and an inline constant gets a slot of its own. The ops become entries in topological
+# order; the backward program lists them in the order micrograd's backward visits them,
+# a fused sum keeping its per-term steps (fused.pxi). replay.pxi's CompiledGraph owns a
+# Tape and replays it.
+#
+# Recording is three passes, all in C:
+#   1. with the GIL (it reads nodes): one walk in topological order that gives every
+#      node a slot (kept for a moment in the node's `scratch` field, so that operands are
+#      found without a hash lookup) and emits the entries and the backward steps; then
+#      decide which nodes Python still holds (shown) and which live only in the tape
+#      (hidden);
+#   2. without the GIL (arrays only): fold activations into the fused sums before them,
+#      renumber slots so that each fused sum's weights, and its inputs, are consecutive
+#      (the array kernels of kernels.h then apply), group independent sums;
+#   3. with the GIL (replay.pxi): mark the recorded nodes and take a reference to each.
+#
+# A recording costs about one eager build of its graph: each node and each term is read
+# once, and the arrays of the last freed tape are reused (no fresh pages to fault in,
+# no copies while they grow), as the sort reuses its scratch buffers.
 
-@cython.final
-cdef class _Recording:
-    """The graph as a tape is being made of it (Python lists: recording is done once)."""
-    cdef public dict slot_of     # node address -> slot
-    cdef public list init        # per slot: (data, grad) to start with
-    cdef public list node        # per slot: node address (0 for an inline constant)
-    cdef public list entries     # [code, out, a, b or terms, n, k, fb(, act, act_out)]
-    cdef public dict entry_of    # node address -> entry index
-    cdef public list steps       # topological order: (node address, DOT step or -1)
-    cdef public list leaves
-    cdef public list program     # [entry, hi, lo], in backward order
+cdef struct Entry:
+    int32_t out      # the node's slot
+    int32_t a        # operand slots (DOT: a is the bias, b the first term)
+    int32_t b
+    int32_t n        # DOT: number of terms
+    int32_t act_out  # DOT with a fused activation: the activation node's slot
+    int32_t wbase    # DOT: slot of w_0 if the weights are consecutive slots, else -1
+    int32_t xbase    # DOT: likewise for the inputs
+    double k         # POW: the exponent
+    uint8_t code
+    uint8_t act      # DOT: the op code of the activation applied to it (0: none)
+    uint8_t group    # DOT: consecutive independent DOTs run side by side (1, 2 or 4)
 
-    def __cinit__(self):
-        self.slot_of = {}
-        self.init = []
-        self.node = []
-        self.entries = []
-        self.entry_of = {}
-        self.steps = []
-        self.leaves = []
-        self.program = []
+cdef struct BwItem:
+    int32_t entry    # (while recording: a fused sum's slot, until its entry exists)
+    int32_t hi       # DOT: steps hi down to lo; plain nodes: -1
+    int32_t lo
 
-    cdef void slot(self, Node* node, list keep) except *:
-        key = <Py_ssize_t>node
-        if key not in self.slot_of:
-            self.slot_of[key] = len(self.init)
-            self.init.append((node.data, node.grad))
-            self.node.append(key)
-            keep.append(_value(node))
+cdef struct Tape:
+    Py_ssize_t n_slots, n_entries, n_terms, n_program, n_leaves, n_shown
+    # per slot
+    double* D                # data
+    double* G                # grad
+    Node** node_of_slot      # the node (NULL for an inline constant)
+    uint8_t* hidden          # 1 if the node lives only here
+    int32_t* work            # recording's scratch (a fused sum's first term, ref counts, ...)
+    # per entry
+    Entry* entries
+    double* dot_g1           # a fused sum's grad at the first backward
+    Node** shown_nodes       # the recorded non-leaf nodes Python holds: written back
+    int32_t* shown_slots
+    # per term
+    int32_t* tw              # the weight's and the input's slots
+    int32_t* tx
+    double* sgrad            # s_j's and m_j's grads in full mode (replay.pxi; NULL
+    double* mgrad            # until a replay needs them)
+    # the rest
+    BwItem* program
+    Node** leaf_nodes        # leaves: read at every call, their grads added to in place
+    int32_t* leaf_slots
+    int32_t out_slot
+    bint raises              # a backward rule can raise (POW, LOG)
+    bint has_custom          # Function nodes: the replay calls into Python
+    Py_ssize_t cap_slots, cap_entries, cap_terms, cap_program, cap_leaves
 
-    cdef Py_ssize_t constant(self, double value, double grad) except -1:
-        self.init.append((value, grad))
-        self.node.append(0)
-        return len(self.init) - 1
 
-    cdef void add_entry(self, Py_ssize_t key, list entry) except *:
-        self.entry_of[key] = len(self.entries)
-        self.entries.append(entry)
+cdef void _free_arrays(Tape* t) noexcept nogil:
+    free(t.D); free(t.G); free(t.node_of_slot); free(t.hidden); free(t.work)
+    free(t.entries); free(t.dot_g1); free(t.shown_nodes); free(t.shown_slots)
+    free(t.tw); free(t.tx); free(t.sgrad); free(t.mgrad)
+    free(t.program); free(t.leaf_nodes); free(t.leaf_slots)
+    memset(t, 0, sizeof(Tape))
 
-    cdef void make_program(self) except *:
-        """Reverse topological order; consecutive steps of one DOT become one item."""
-        for key, j in reversed(self.steps):
-            e = self.entry_of[key]
-            last = self.program[len(self.program) - 1] if self.program else None
-            if j >= 0 and last is not None and last[0] == e and last[2] == j + 1:
-                last[2] = j
+
+# The arrays of the last freed tape, for the next recording (at most this many bytes).
+cdef Tape _spare_tape
+cdef bint _have_spare_tape = False
+cdef Py_ssize_t SPARE_TAPE_BYTES = 64 << 20
+
+
+cdef void tape_free(Tape* t) noexcept:
+    """Free a tape's arrays, or keep them for the next recording."""
+    global _have_spare_tape, _spare_tape
+    cdef Py_ssize_t size = (t.cap_slots * (2 * sizeof(double) + sizeof(Node*) + 5)
+                            + t.cap_entries * (sizeof(Entry) + sizeof(double) + sizeof(Node*) + 4)
+                            + t.cap_terms * 8 + t.cap_program * sizeof(BwItem)
+                            + t.cap_leaves * (sizeof(Node*) + 4))
+    free(t.sgrad); free(t.mgrad)       # exact-sized, allocated by replays
+    t.sgrad = t.mgrad = NULL
+    if not _have_spare_tape and 0 < size <= SPARE_TAPE_BYTES:
+        _spare_tape = t[0]
+        _have_spare_tape = True
+        memset(t, 0, sizeof(Tape))
+    else:
+        _free_arrays(t)
+
+
+cdef void _adopt_spare_tape(Tape* t) noexcept:
+    """Start a tape afresh: on the spare arrays if it has none and there are some."""
+    global _have_spare_tape, _spare_tape
+    if _have_spare_tape and t.cap_slots == 0 and t.cap_entries == 0 and t.cap_terms == 0 \
+            and t.cap_program == 0 and t.cap_leaves == 0:
+        t[0] = _spare_tape
+        _have_spare_tape = False
+        memset(&_spare_tape, 0, sizeof(Tape))
+    t.n_slots = t.n_entries = t.n_terms = t.n_program = t.n_leaves = t.n_shown = 0
+    t.out_slot = 0
+    t.raises = t.has_custom = False
+
+
+cdef inline Py_ssize_t _capacity(Py_ssize_t cap, Py_ssize_t need) noexcept:
+    """The capacity to grow to from cap, to hold need items (0 if cap does)."""
+    return 0 if need <= cap else max(need, 2 * cap + 1024)
+
+
+cdef int _resize(void** array, Py_ssize_t n, size_t size) except -1:
+    """realloc array to n items of size bytes."""
+    cdef void* grown = realloc(array[0], n * size)
+    if grown == NULL:
+        raise MemoryError("not enough memory to compile the graph")
+    array[0] = grown
+    return 0
+
+
+cdef int32_t _new_slot(Tape* t, Node* node, double data, double grad) except -1:
+    """The next slot, for node (NULL: an inline constant)."""
+    cdef Py_ssize_t s = t.n_slots
+    cdef Py_ssize_t cap = _capacity(t.cap_slots, s + 1)
+    if cap:
+        if s >= 0x7ffffff0:
+            raise MemoryError("the graph is too large to compile (2^31 slots)")
+        _resize(<void**>&t.D, cap, sizeof(double))
+        _resize(<void**>&t.G, cap, sizeof(double))
+        _resize(<void**>&t.node_of_slot, cap, sizeof(Node*))
+        _resize(<void**>&t.hidden, cap, 1)
+        _resize(<void**>&t.work, cap, sizeof(int32_t))
+        t.cap_slots = cap
+    t.D[s] = data
+    t.G[s] = grad
+    t.node_of_slot[s] = node
+    t.n_slots = s + 1
+    return <int32_t>s
+
+
+cdef Entry* _new_entry(Tape* t, int code, int32_t out) except NULL:
+    cdef Entry* en
+    cdef Py_ssize_t cap = _capacity(t.cap_entries, t.n_entries + 1)
+    if cap:
+        _resize(<void**>&t.entries, cap, sizeof(Entry))
+        _resize(<void**>&t.dot_g1, cap, sizeof(double))
+        _resize(<void**>&t.shown_nodes, cap, sizeof(Node*))
+        _resize(<void**>&t.shown_slots, cap, sizeof(int32_t))
+        t.cap_entries = cap
+    en = &t.entries[t.n_entries]
+    t.n_entries += 1
+    memset(en, 0, sizeof(Entry))
+    en.code = code
+    en.out = out
+    en.act_out = en.wbase = en.xbase = -1
+    en.group = 1
+    return en
+
+
+cdef int _new_step(Tape* t, int32_t of, int32_t hi, int32_t lo) except -1:
+    """A backward step, in topological order (the program reverses them at the end)."""
+    cdef Py_ssize_t cap = _capacity(t.cap_program, t.n_program + 1)
+    if cap:
+        _resize(<void**>&t.program, cap, sizeof(BwItem))
+        t.cap_program = cap
+    t.program[t.n_program].entry = of
+    t.program[t.n_program].hi = hi
+    t.program[t.n_program].lo = lo
+    t.n_program += 1
+    return 0
+
+
+# ---- pass 1: one walk over the graph (with the GIL) -------------------------------------
+# The walk is the topological sort of graph.pxi (the same stack discipline, so the same
+# order) emitting entries and steps as it goes instead of listing nodes: each node and
+# each fused-sum term is read once. A term whose operand is not yet visited when its sum
+# is visited is filled in when its steps come off the stack (the operand is done then).
+cdef int record_tape(Tape* t, Node* root, list functions) except -1:
+    """Record the graph under root into t (empty on entry; tape_free it on error).
+
+    ``functions`` receives (entry index, FunctionBackward) for every Function node."""
+    cdef NodeArray stack
+    cdef bint has_functions
+    cdef Node* hidden
+    _adopt_spare_tape(t)
+    borrow_scratch(&stack)
+    try:
+        while True:
+            hidden = _walk(t, root, &stack, functions)
+            if hidden == NULL:
+                break
+            # another compiled graph holds this node: bring it up to date, start again
+            _unmark(t)
+            _detach_owner(hidden.tape)
+            _adopt_spare_tape(t)
+            del functions[:]
+    except BaseException:
+        _unmark(t)
+        raise
+    finally:
+        return_scratch(&stack)
+    _unmark(t)
+    _make_program(t)
+    t.out_slot = root.scratch
+    _find_hidden(t, root)
+    has_functions = len(functions) > 0
+    with nogil:
+        _fuse_activations(t, has_functions)
+        _number_slots_for_runs(t)
+        _find_runs(t)
+    return 0
+
+
+cdef void _unmark(Tape* t) noexcept:
+    """Clear the walk's VISITED marks (every node with a slot has one)."""
+    cdef Py_ssize_t s
+    for s in range(t.n_slots):
+        if t.node_of_slot[s] != NULL:
+            t.node_of_slot[s].flags &= ~VISITED
+
+
+cdef Node* _walk(Tape* t, Node* root, NodeArray* arr, list functions) except? NULL:
+    """The walk; returns NULL, or the first node found hidden in another compiled graph
+    (the walk then stops: the caller reveals it and walks again)."""
+    cdef Node* node
+    cdef Node* child
+    cdef uintptr_t p, rng
+    cdef Py_ssize_t i, cap
+    cdef PyObject* children
+    arr.stack_n = 0
+    push_stack(arr, root)
+    while arr.stack_n:
+        arr.stack_n -= 1
+        p = <uintptr_t>arr.stack[arr.stack_n]
+        if p & CHILDREN_DONE:
+            _emit_op(t, <Node*>(p ^ CHILDREN_DONE), functions)
+            continue
+        if p & STEP_TAG:   # a fused sum's steps: their operands are done
+            rng = <uintptr_t>arr.stack[arr.stack_n - 1]
+            arr.stack_n -= 2
+            _emit_steps(t, <Node*>(p ^ STEP_TAG), <int32_t>(<uintptr_t>arr.stack[arr.stack_n] >> 3),
+                        step_lo(<Node*>rng), step_hi(<Node*>(rng & ~LAST_RANGE)),
+                        (rng & LAST_RANGE) != 0)
+            continue
+        node = <Node*>p
+        if node.flags & VISITED:
+            continue
+        if node.flags & HIDDEN:
+            return node
+        node.flags |= VISITED
+        node.scratch = <uint32_t>_new_slot(t, node, node.data, node.grad)
+        if node.code == LEAF or (node.code == CUSTOM and not _custom_children_len(node)):
+            cap = _capacity(t.cap_leaves, t.n_leaves + 1)
+            if cap:
+                _resize(<void**>&t.leaf_nodes, cap, sizeof(Node*))
+                _resize(<void**>&t.leaf_slots, cap, sizeof(int32_t))
+                t.cap_leaves = cap
+            t.leaf_nodes[t.n_leaves] = node
+            t.leaf_slots[t.n_leaves] = node.scratch
+            t.n_leaves += 1
+            continue
+        if node.code == DOT:
+            _visit_sum(t, node, arr)
+            continue
+        push_stack(arr, <Node*>(p | CHILDREN_DONE))
+        # the children last-first so the first is visited first (as graph.pxi's sort)
+        if node.code == CUSTOM:
+            children = custom_children(node)
+            for i in range(PyTuple_GET_SIZE(<object>children) - 1, -1, -1):
+                child = _node_of_item(PyTuple_GET_ITEM(<object>children, i))
+                if not (child.flags & VISITED):
+                    push_stack(arr, child)
+        else:
+            child = node.b
+            if child != NULL and child != node.a and not (child.flags & VISITED):
+                push_stack(arr, child)
+            if not (node.a.flags & VISITED):
+                push_stack(arr, node.a)
+    return NULL
+
+
+# on the walk's stack, the step range of a fused sum's last steps carries this bit
+cdef uintptr_t LAST_RANGE = <uintptr_t>1 << 63
+
+
+cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
+    """A fused sum's visit: its terms' slots (those of visited operands now, the others
+    when its steps come off the stack), and its operands and steps pushed as
+    fused.pxi's composite_push_steps pushes them (with the sum's slot under each range)."""
+    cdef DotBuffer* buf = _dot_buffer(node)
+    cdef Py_ssize_t j, hi = buf.n - 1, base = t.n_terms
+    cdef int32_t slot = <int32_t>node.scratch
+    cdef Node* x
+    cdef bint push_w, push_x
+    cdef uintptr_t last = LAST_RANGE
+    cdef Py_ssize_t cap = _capacity(t.cap_terms, base + buf.n)
+    if cap:
+        _resize(<void**>&t.tw, cap, sizeof(int32_t))
+        _resize(<void**>&t.tx, cap, sizeof(int32_t))
+        t.cap_terms = cap
+    t.n_terms = base + buf.n
+    t.work[slot] = <int32_t>base
+    for j in range(buf.n - 1, -1, -1):
+        push_w = not (buf.w[j].flags & VISITED)
+        t.tw[base + j] = -1 if push_w else <int32_t>buf.w[j].scratch
+        x = buf.x[j]
+        push_x = x != NULL and not (x.flags & VISITED)
+        if x == NULL:
+            t.tx[base + j] = _new_slot(t, NULL, buf.c[j], buf.cgrad[j])
+        else:
+            t.tx[base + j] = -1 if push_x else <int32_t>x.scratch
+        if push_w or push_x or j == 0:   # something may come before step j: end the range
+            push_stack(arr, <Node*>((<uintptr_t>slot << 3) | INDEX_TAG))
+            push_stack(arr, <Node*>(<uintptr_t>step_range(j, hi) | last))
+            push_stack(arr, <Node*>(<uintptr_t>node | STEP_TAG))
+            last = 0
+            if push_x:
+                push_stack(arr, x)
+            if push_w:
+                push_stack(arr, buf.w[j])
+            hi = j - 1
+    if not (node.a.flags & VISITED):
+        push_stack(arr, node.a)
+    return 0
+
+
+cdef int _emit_steps(Tape* t, Node* node, int32_t slot, Py_ssize_t lo, Py_ssize_t hi,
+                     bint last) except -1:
+    """A fused sum's steps lo..hi, in order: fill the terms visited since, and after
+    the last steps, its entry."""
+    cdef Py_ssize_t j, base = t.work[slot]
+    cdef DotBuffer* buf = NULL
+    cdef Entry* en
+    for j in range(lo, hi + 1):
+        if t.tw[base + j] < 0 or t.tx[base + j] < 0:
+            if buf == NULL:
+                buf = _dot_buffer(node)
+            if t.tw[base + j] < 0:
+                t.tw[base + j] = <int32_t>buf.w[j].scratch
+            if t.tx[base + j] < 0:
+                t.tx[base + j] = <int32_t>buf.x[j].scratch
+    _new_step(t, slot, <int32_t>hi, <int32_t>lo)   # its entry comes after the last steps
+    if last:
+        en = _new_entry(t, DOT, slot)
+        en.a = <int32_t>node.a.scratch
+        en.b = <int32_t>base
+        en.n = <int32_t>(hi + 1)
+        t.work[slot] = <int32_t>(t.n_entries - 1)
+    return 0
+
+
+cdef int _emit_op(Tape* t, Node* node, list functions) except -1:
+    """A plain op node, its operands done: its entry and its step."""
+    cdef Entry* en = _new_entry(t, node.code, <int32_t>node.scratch)
+    en.k = node.k
+    if node.code == CUSTOM:
+        functions.append((t.n_entries - 1, _function_of(node)))
+        t.has_custom = True
+        en.a = en.b = en.out
+    else:
+        en.a = <int32_t>node.a.scratch
+        en.b = en.a
+        if node.code == ADD or node.code == MUL:
+            if node.flags & CONST_B:
+                en.b = _new_slot(t, NULL, node.k, node.kgrad)
             else:
-                self.program.append([e, j, j])
+                en.b = <int32_t>node.b.scratch
+        t.raises |= backward_can_raise(node.code)
+    _new_step(t, <int32_t>(t.n_entries - 1), -1, -1)
+    return 0
 
-    cdef void fuse_activations(self) except *:
-        """Fold a relu/tanh/sigmoid applied right after a DOT into the DOT's entry when
-        the two are adjacent in both orders: forward (the DOT, then the op) and
-        backward (the op's item, then the DOT's first step)."""
-        entries = self.entries
-        item_of = {}
-        first_step_of = {}
-        for pos, (e, hi, lo) in enumerate(self.program):
-            if hi < 0:
-                item_of[e] = pos
-            elif hi == entries[e][4] - 1:
-                first_step_of[e] = pos
-        fused_into = {}
-        for e in range(len(entries) - 1):
-            dot, op = entries[e], entries[e + 1]
-            if (dot[0] == DOT and op[0] in (RELU, TANH, SIGMOID) and op[2] == dot[1]
-                    and item_of.get(e + 1, -2) + 1 == first_step_of.get(e, -1)):
-                fused_into[e + 1] = e
-        renumber = {}
-        out = []
-        for e, entry in enumerate(entries):
-            if e in fused_into:
-                continue
-            renumber[e] = len(out)
-            op = entries[e + 1] if (e + 1) in fused_into else None
-            out.append(entry + ([op[0], op[1]] if op is not None else [0, -1]))
-        self.entries = out
-        self.program = [[renumber[e], hi, lo] for e, hi, lo in self.program if e not in fused_into]
 
-    cdef void number_slots_for_runs(self) except *:
-        """Renumber slots so that each DOT's weights, and its inputs, are consecutive
-        where possible: the first DOT to use a set of fresh slots lays them out."""
-        cdef Py_ssize_t n = len(self.init)
-        seen = bytearray(n)
-        order = []
-        for entry in self.entries:
-            if entry[0] != DOT:
-                continue
-            for run in ([w for w, x in entry[3]], [x for w, x in entry[3]]):
-                if len(set(run)) == len(run) and not any(seen[s] for s in run):
-                    for s in run:
-                        seen[s] = 1
-                        order.append(s)
-        for s in range(n):
-            if not seen[s]:
-                order.append(s)
-        new = [0] * n
-        for i, s in enumerate(order):
-            new[s] = i
-        self.init = [self.init[s] for s in order]
-        self.node = [self.node[s] for s in order]
-        self.slot_of = {key: new[s] for key, s in self.slot_of.items()}
-        for entry in self.entries:
-            entry[1] = new[entry[1]]
-            entry[2] = new[entry[2]]
-            if entry[0] == DOT:
-                entry[3] = [(new[w], new[x]) for w, x in entry[3]]
-            else:
-                entry[3] = new[entry[3]]
-            if entry[8] >= 0:
-                entry[8] = new[entry[8]]
+cdef void _make_program(Tape* t) noexcept:
+    """The backward program from the walk's steps: reversed, a fused sum's slot replaced
+    by its entry, a sum's consecutive steps merged into one item (in place)."""
+    cdef Py_ssize_t i, n = 0
+    cdef BwItem item
+    cdef BwItem* prog = t.program
+    for i in range(t.n_program // 2):
+        item = prog[i]
+        prog[i] = prog[t.n_program - 1 - i]
+        prog[t.n_program - 1 - i] = item
+    for i in range(t.n_program):
+        item = prog[i]
+        if item.hi >= 0:
+            item.entry = t.work[item.entry]
+        if item.hi >= 0 and n > 0 and prog[n - 1].entry == item.entry and prog[n - 1].lo == item.hi + 1:
+            prog[n - 1].lo = item.lo
+        else:
+            prog[n] = item
+            n += 1
+    t.n_program = n
+    memset(t.hidden, 0, t.n_slots)
+    memset(t.dot_g1, 0, t.n_entries * sizeof(double))
 
 
 cdef Py_ssize_t _custom_children_len(Node* node) noexcept:
@@ -119,10 +406,245 @@ cdef Py_ssize_t _custom_children_len(Node* node) noexcept:
 
 
 cdef object _function_of(Node* node):
-    """The FunctionBackward of a Function node, or None."""
+    """The FunctionBackward of a Function node; TypeError for a hand-written _backward."""
     extra = _value(node)._extra
     if type(extra) is _Record:
         fb = (<_Record>extra).backward
         if fb is not None and hasattr(fb, "recompute") and hasattr(fb, "inputs"):
             return fb
-    return None
+    raise TypeError(
+        f"cannot compile a node with op {_value(node)._op!r}: it has a hand-written "
+        "_backward and no forward rule to replay; define it as a "
+        "cmicrograd.function.Function instead")
+
+
+cdef int _find_hidden(Tape* t, Node* root) except -1:
+    """Split the recorded op nodes into those Python holds (shown: written back after
+    every call) and the others (hidden: they live only in the tape).
+
+    A node is held from outside when it has more references than the recorded graph's
+    own operand links (plus the compiled graph's reference to its output)."""
+    cdef Py_ssize_t e, j, n_shown = 0
+    cdef Entry* en
+    cdef Node* node
+    cdef int32_t* internal = t.work   # references from the recorded graph, per slot
+    memset(internal, 0, t.n_slots * sizeof(int32_t))
+    for e in range(t.n_entries):
+        en = &t.entries[e]
+        if en.code == DOT:
+            internal[en.a] += 1
+            for j in range(en.b, en.b + en.n):
+                internal[t.tw[j]] += 1
+                if t.node_of_slot[t.tx[j]] != NULL:
+                    internal[t.tx[j]] += 1
+        elif en.code == CUSTOM:
+            for child in _value(t.node_of_slot[en.out])._prev:
+                internal[(<Value>child).n.scratch] += 1
+        else:
+            internal[en.a] += 1
+            if (en.code == ADD or en.code == MUL) and t.node_of_slot[en.b] != NULL:
+                internal[en.b] += 1
+    for e in range(t.n_entries):
+        node = t.node_of_slot[t.entries[e].out]
+        if (_refcount(_obj(node)) > internal[t.entries[e].out] + (node == root)
+                or node.code == CUSTOM):
+            t.shown_slots[n_shown] = t.entries[e].out
+            t.shown_nodes[n_shown] = node
+            n_shown += 1
+        else:
+            t.hidden[t.entries[e].out] = 1
+    t.n_shown = n_shown
+    return 0
+
+
+# ---- pass 2: layout (no GIL) ------------------------------------------------------------
+cdef void _fuse_activations(Tape* t, bint keep_entries) noexcept nogil:
+    """Fold a relu/tanh/sigmoid applied right after a DOT into the DOT's entry when the
+    two are adjacent in both orders: forward (the DOT, then the op) and backward (the
+    op's item, then the DOT's first step). Not done when Function entries are present
+    (their indices are held by the compiled graph)."""
+    cdef Py_ssize_t e, i, n = 0
+    cdef int32_t* item_of
+    cdef int32_t* first_step_of
+    cdef int32_t* renumber
+    cdef Entry* dot
+    cdef Entry* op
+    if keep_entries or t.n_entries < 2:
+        return
+    item_of = <int32_t*>malloc(3 * t.n_entries * sizeof(int32_t))
+    if item_of == NULL:
+        return   # out of memory: a correct tape, just without this fusion
+    first_step_of = item_of + t.n_entries
+    renumber = first_step_of + t.n_entries
+    for e in range(t.n_entries):
+        item_of[e] = -2
+        first_step_of[e] = -1
+    for i in range(t.n_program):
+        e = t.program[i].entry
+        if t.program[i].hi < 0:
+            item_of[e] = <int32_t>i
+        elif t.program[i].hi == t.entries[e].n - 1:
+            first_step_of[e] = <int32_t>i
+    for e in range(t.n_entries):
+        renumber[e] = <int32_t>n
+        if e > 0:
+            dot = &t.entries[n - 1]
+            op = &t.entries[e]
+            if (dot.code == DOT and dot.act == 0 and (op.code == RELU or op.code == TANH
+                    or op.code == SIGMOID) and op.a == dot.out
+                    and item_of[e] + 1 == first_step_of[e - 1]):
+                dot.act = op.code
+                dot.act_out = op.out
+                renumber[e] = -1
+                continue
+        t.entries[n] = t.entries[e]
+        n += 1
+    t.n_entries = n
+    n = 0
+    for i in range(t.n_program):
+        if renumber[t.program[i].entry] >= 0:
+            t.program[n] = t.program[i]
+            t.program[n].entry = renumber[t.program[i].entry]
+            n += 1
+    t.n_program = n
+    free(item_of)
+
+
+cdef void _number_slots_for_runs(Tape* t) noexcept nogil:
+    """Renumber slots so that each DOT's weights, and its inputs, are consecutive where
+    possible: the first DOT to use a set of fresh slots lays them out."""
+    cdef Py_ssize_t n = t.n_slots, e, j, s, pos = 0, side
+    cdef int32_t* new = t.work     # old slot -> new slot; -1: not laid out yet
+    cdef int32_t* run
+    cdef Entry* en
+    cdef bint fresh
+    for s in range(n):
+        new[s] = -1
+    for e in range(t.n_entries):
+        en = &t.entries[e]
+        if en.code != DOT:
+            continue
+        for side in range(2):
+            run = (t.tw if side == 0 else t.tx) + en.b
+            fresh = True       # distinct, and not laid out yet (-2 marks "in this run")
+            for j in range(en.n):
+                if new[run[j]] != -1:
+                    fresh = False
+                    break
+                new[run[j]] = -2
+            for j in range(en.n):
+                if new[run[j]] != -2:
+                    break
+                if fresh:
+                    new[run[j]] = <int32_t>pos
+                    pos += 1
+                else:
+                    new[run[j]] = -1
+    for s in range(n):
+        if new[s] < 0:
+            new[s] = <int32_t>pos
+            pos += 1
+    _renumber_slots(t, new)
+
+
+cdef void _renumber_slots(Tape* t, int32_t* new) noexcept nogil:
+    """Apply the slot permutation ``new`` (old slot -> new slot) to every array (the
+    per-slot ones in place, following its cycles; new is left marked)."""
+    cdef Py_ssize_t i, start, k
+    cdef double d, g, d2, g2
+    cdef Node* node
+    cdef Node* node2
+    cdef uint8_t h, h2
+    cdef Entry* en
+    for i in range(t.n_entries):
+        en = &t.entries[i]
+        en.out = new[en.out]
+        en.a = new[en.a]
+        if en.code != DOT:
+            en.b = new[en.b]
+        if en.act_out >= 0:
+            en.act_out = new[en.act_out]
+    for i in range(t.n_terms):
+        t.tw[i] = new[t.tw[i]]
+        t.tx[i] = new[t.tx[i]]
+    for i in range(t.n_leaves):
+        t.leaf_slots[i] = new[t.leaf_slots[i]]
+    for i in range(t.n_shown):
+        t.shown_slots[i] = new[t.shown_slots[i]]
+    t.out_slot = new[t.out_slot]
+    for start in range(t.n_slots):    # move each slot's contents along its cycle
+        if new[start] < 0:
+            continue
+        d, g, node, h = t.D[start], t.G[start], t.node_of_slot[start], t.hidden[start]
+        k = start
+        while new[k] >= 0:
+            i = new[k]
+            new[k] = -1 - new[k]          # done
+            d2, g2, node2, h2 = t.D[i], t.G[i], t.node_of_slot[i], t.hidden[i]
+            t.D[i], t.G[i], t.node_of_slot[i], t.hidden[i] = d, g, node, h
+            d, g, node, h = d2, g2, node2, h2
+            k = i
+
+
+cdef void _find_runs(Tape* t) noexcept nogil:
+    """Per DOT: are its weights, and its inputs, consecutive disjoint slots (then the
+    array kernels apply)? And group consecutive independent DOTs of equal length."""
+    cdef Py_ssize_t e, j, g, f
+    cdef Entry* en
+    cdef Entry* first
+    cdef int32_t lo, hi
+    cdef bint ok
+    for e in range(t.n_entries):
+        en = &t.entries[e]
+        if en.code != DOT:
+            continue
+        ok = True
+        for j in range(1, en.n):
+            if t.tw[en.b + j] != t.tw[en.b] + j or t.tx[en.b + j] != t.tx[en.b] + j:
+                ok = False
+                break
+        if not ok:
+            continue
+        # the two ranges, the bias and the node itself: no slot twice
+        lo = t.tw[en.b]
+        hi = t.tx[en.b]
+        if lo < hi + en.n and hi < lo + en.n:
+            continue
+        if lo <= en.a < lo + en.n or hi <= en.a < hi + en.n:
+            continue
+        en.wbase = lo
+        en.xbase = hi
+    e = 0
+    while e < t.n_entries:
+        first = &t.entries[e]
+        if first.code != DOT or first.wbase < 0:
+            e += 1
+            continue
+        g = 1
+        while g < 4 and e + g < t.n_entries:
+            en = &t.entries[e + g]
+            if en.code != DOT or en.wbase < 0 or en.n != first.n or en.act != first.act:
+                break
+            ok = True
+            for f in range(e, e + g):    # reads nothing the earlier ones write
+                if not _independent(&t.entries[f], en):
+                    ok = False
+            if not ok:
+                break
+            g += 1
+        first.group = <uint8_t>(g if g != 3 else 2)
+        e += first.group
+
+
+cdef inline bint _independent(Entry* earlier, Entry* later) noexcept nogil:
+    cdef int32_t s
+    cdef int32_t outs[2]
+    cdef int i
+    outs[0] = earlier.out
+    outs[1] = earlier.act_out if earlier.act else -2
+    for i in range(2):
+        s = outs[i]
+        if later.a == s or later.wbase <= s < later.wbase + later.n or later.xbase <= s < later.xbase + later.n:
+            return False
+    return True
+

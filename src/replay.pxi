@@ -1,33 +1,36 @@
-# Compile once, replay many: a recorded graph's forward and backward in flat arrays.
+# Compile once, replay many: CompiledGraph replays a recorded Tape (record.pxi) in C.
 #
-# compile(root) records the graph under root: every node gets a slot (its data and grad
-# side by side) in one array; the ops become entries in topological order, and the
-# backward schedule lists them in the reverse order micrograd's backward visits them,
-# fused sums keeping their per-term steps (fused.pxi). Replaying is then a walk over
-# arrays with no Python call, no allocation and no sort, with the GIL released.
-#
-# What Python sees stays exact:
+# Replaying is a walk over arrays with no Python call, no allocation and no sort, with
+# the GIL released. What Python sees stays exact:
 # * leaves (parameters, inputs, constants) stay in their Values: their data is read at
 #   each forward and backward, their grads are added to in place;
-# * a non-leaf node that Python still holds (its refcount exceeds the references the
-#   graph itself holds) is written back after every call;
-# * the other non-leaf nodes are hidden: marked HIDDEN, they live only in the arrays.
-#   Anything that could reveal one (_prev, pickling, an eager backward through it, a
-#   structural change such as expanding a fused sum) first writes every tape back into
-#   its Values and detaches it (reveal_recorded_graphs); a detached tape records the graph again
-#   on its next call. So a graph is recorded by at most one live tape at a time.
+# * a non-leaf node that Python still holds is written back after every call (shown);
+# * the other non-leaf nodes are HIDDEN: they live only in the arrays. Anything that
+#   could reveal one (_prev, pickling, an eager backward through it, a structural change
+#   such as expanding a fused sum) first writes its compiled graph back into the Values
+#   and detaches it; a detached graph records itself again on its next call.
+#
+# Many compiled graphs live side by side. Each has a small id, kept in the nodes it
+# recorded (Node.tape), so revealing a node detaches only the graph that holds it;
+# graphs that share no nodes, or only leaves (the same parameters under a training and
+# a validation loss), never disturb each other. A non-leaf node recorded by two graphs
+# is marked SHARED_TAPE, and revealing it detaches every graph. Two graphs that share
+# leaves take a lock around backward, so that their grad updates never interleave.
 #
 # Fused sums: on the first backward after a forward, every hidden intermediate of a
 # chain has grad 0.0 + G (G the sum node's grad), so a term's rule is just
 # w.grad += x * G' and x.grad += w * G'. A graph whose backward can raise (POW, LOG), or
-# a second backward without a forward, keeps every intermediate grad instead.
+# a second backward without a forward, keeps every intermediate grad instead ("full").
 #
-# Layout: data and grad live in two arrays (D and G). Slots are numbered so that each
-# fused sum's weights, and its inputs, are consecutive where that is possible (for an
-# MLP it always is: a neuron's weights, a layer's outputs); such a sum runs the plain
+# Layout: slots are numbered so that each fused sum's weights, and its inputs, are
+# consecutive where possible (for an MLP they always are); such a sum runs the plain
 # array loops of kernels.h, which compilers vectorize. Within one sum every weight and
 # input receives exactly one addition, so splitting the interleaved updates into two
 # loops changes no result; the recorder checks the ranges are disjoint.
+
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock,
+                               PyThread_acquire_lock, PyThread_release_lock, WAIT_LOCK,
+                               PyThread_get_thread_ident)
 
 cdef extern from "kernels.h":
     void cm_axpy(double* g, const double* v, double a, Py_ssize_t n) noexcept nogil
@@ -36,51 +39,75 @@ cdef extern from "kernels.h":
                  const double* x1, const double* w2, const double* x2, const double* w3,
                  const double* x3, Py_ssize_t n) noexcept nogil
 
-cdef struct Entry:
-    int32_t out      # the node's slot
-    int32_t a        # operand slots (DOT: a is the bias, b the first term)
-    int32_t b
-    int32_t n        # DOT: number of terms
-    int32_t act_out  # DOT with a fused activation: the activation node's slot
-    int32_t wbase    # DOT: slot of w_0 if the weights are consecutive slots, else -1
-    int32_t xbase    # DOT: likewise for the inputs
-    double k         # POW: the exponent
-    uint8_t code
-    uint8_t act      # DOT: the op code of the activation applied to it (0: none)
-    uint8_t group    # DOT: consecutive independent DOTs run side by side (1, 2 or 4)
+# ---- which compiled graph holds a node -------------------------------------------------
+cdef enum:
+    NO_TAPE = 0
+    SHARED_TAPE = 0xFFFF          # recorded by several graphs: revealing it detaches all
 
-cdef struct BwItem:
-    int32_t entry
-    int32_t hi       # DOT: steps hi down to lo; plain nodes: -1
-    int32_t lo
-
-cdef object _live_tapes = None      # weakref.WeakSet of CompiledGraph
-cdef Py_ssize_t _n_recorded = 0     # nodes flagged RECORDED in all live tapes
+cdef PyObject** _tapes = NULL      # id -> CompiledGraph (borrowed; cleared when it detaches)
+cdef Py_ssize_t _tapes_cap = 0
+cdef Py_ssize_t _n_recorded = 0    # compiled graphs currently recorded
+cdef PyThread_type_lock _leaf_lock = NULL   # held around backward by graphs sharing leaves
+cdef unsigned long _leaf_lock_owner = 0     # the thread holding it (a Function's callback
+cdef int _leaf_lock_depth = 0               # may run another graph's backward: re-entrant)
 
 
-cdef void reveal_recorded_graphs() noexcept:
-    """Write every live compiled graph back into its Values and detach it (see above).
+cdef int _lock_leaves() except -1:
+    global _leaf_lock_owner, _leaf_lock_depth
+    cdef unsigned long me = PyThread_get_thread_ident()
+    if _leaf_lock_depth and _leaf_lock_owner == me:
+        _leaf_lock_depth += 1
+        return 0
+    with nogil:
+        PyThread_acquire_lock(_leaf_lock, WAIT_LOCK)
+    _leaf_lock_owner = me
+    _leaf_lock_depth = 1
+    return 0
 
-    A graph in the middle of a replay (another thread's, with the GIL released, or ours,
-    in a Function's callback) is not touched: it detaches itself when the replay ends,
-    so its arrays are never copied half-computed."""
-    global _n_recorded
-    cdef bint pending = False
-    if _n_recorded == 0 or _live_tapes is None:
-        return
-    for tape in list(_live_tapes):
-        if (<CompiledGraph>tape).running:
-            (<CompiledGraph>tape).detach_pending = True
-            pending = True
-        else:
-            (<CompiledGraph>tape)._detach()
-    if not pending:
-        _n_recorded = 0
+
+cdef void _unlock_leaves() noexcept:
+    global _leaf_lock_depth
+    _leaf_lock_depth -= 1
+    if _leaf_lock_depth == 0:
+        PyThread_release_lock(_leaf_lock)
+
+
+cdef uint16_t _take_id(CompiledGraph g) noexcept:
+    """A free id for g (SHARED_TAPE if all 65,534 are taken: g then detaches with all)."""
+    global _tapes, _tapes_cap
+    cdef Py_ssize_t i, cap
+    cdef PyObject** grown
+    for i in range(1, _tapes_cap):
+        if _tapes[i] == NULL:
+            _tapes[i] = <PyObject*>g
+            return <uint16_t>i
+    if _tapes_cap >= SHARED_TAPE:
+        return SHARED_TAPE
+    cap = min(2 * _tapes_cap + 16, <Py_ssize_t>SHARED_TAPE)
+    grown = <PyObject**>realloc(_tapes, cap * sizeof(PyObject*))
+    if grown == NULL:
+        return SHARED_TAPE
+    memset(grown + _tapes_cap, 0, (cap - _tapes_cap) * sizeof(PyObject*))
+    i = max(1, _tapes_cap)
+    _tapes, _tapes_cap = grown, cap
+    _tapes[i] = <PyObject*>g
+    return <uint16_t>i
+
+
+cdef void _detach_owner(uint16_t id) noexcept:
+    """Detach the compiled graph with this id (every recorded one for SHARED_TAPE)."""
+    cdef Py_ssize_t i
+    if id == SHARED_TAPE:
+        for i in range(1, _tapes_cap):
+            if _tapes[i] != NULL:
+                (<CompiledGraph>_tapes[i])._detach_or_defer()
+    elif id < _tapes_cap and _tapes[id] != NULL:
+        (<CompiledGraph>_tapes[id])._detach_or_defer()
 
 
 # ---- the interface the core calls (graph.pxi, value.pxi, fused.pxi) ------------------
 cdef inline bint any_recorded() noexcept:
-    """Whether any node is recorded at all (the core's fast path: nothing to reveal)."""
+    """Whether any graph is recorded at all (the core's fast path: nothing to reveal)."""
     return _n_recorded != 0
 
 
@@ -88,13 +115,26 @@ cdef inline void reveal(Node* node) noexcept:
     """node is about to be shown to Python or restructured: if a compiled graph recorded
     it, write that graph back and detach it."""
     if node.flags & (HIDDEN | RECORDED):
-        reveal_recorded_graphs()
+        _detach_owner(node.tape)
 
 
 cdef inline void reveal_hidden(Node* node) noexcept:
     """node's data is about to be read: if it lives in a compiled graph, write it back."""
     if node.flags & HIDDEN:
-        reveal_recorded_graphs()
+        _detach_owner(node.tape)
+
+
+cdef void reveal_hidden_in(NodeArray* topo) noexcept:
+    """After a sort met hidden nodes (FOUND_HIDDEN): detach the graphs that hold them."""
+    cdef Py_ssize_t i
+    cdef uintptr_t p
+    cdef Node* node
+    for i in range(topo.n):
+        p = <uintptr_t>topo.items[i]
+        if not (p & INDEX_TAG):
+            node = <Node*>(p & ~(<uintptr_t>TAG_MASK))
+            if node.flags & HIDDEN:
+                _detach_owner(node.tape)
 
 
 @cython.final
@@ -107,362 +147,90 @@ cdef class CompiledGraph:
     relu and the other ops are evaluated anew at every replay.
     """
     cdef readonly Value output
-    cdef double* D                   # data of every slot
-    cdef double* G                   # grad of every slot
-    cdef Entry* entries
-    cdef int32_t* tw                 # per term: the weight's and the input's slots
-    cdef int32_t* tx
-    cdef BwItem* program
-    cdef Node** leaf_nodes
-    cdef int32_t* leaf_slots
-    cdef Node** shown_nodes          # recorded non-leaf nodes Python holds
-    cdef int32_t* shown_slots
-    cdef Node** node_of_slot         # the Node of each slot (NULL for constants)
-    cdef uint8_t* hidden             # per slot: 1 if the node lives only here
-    cdef double* dot_g1              # per entry: a fused sum's grad at the first backward
-    cdef double* sgrad               # per term, in full mode: s_j's and m_j's grads
-    cdef double* mgrad
-    cdef Py_ssize_t n_slots, n_entries, n_terms, n_program, n_leaves, n_shown
-    cdef Py_ssize_t out_slot
+    cdef Tape t
+    cdef uint16_t id
+    cdef readonly Py_ssize_t recordings   # how many times it recorded its graph
     cdef int passes                  # backwards since the last forward
     cdef bint full                   # keep every intermediate grad (see above)
-    cdef bint raises                 # the graph has POW or LOG nodes
-    cdef bint has_custom             # Function nodes: replay calls into Python
+    cdef bint shares_leaves          # another graph reads some of our leaves: lock backward
     cdef bint recorded
+    cdef bint replayed               # a forward or backward ran since recording
     cdef bint running
     cdef bint detach_pending         # asked to detach while running: do it when done
     cdef bint forward_failed
-    cdef list keep                   # a reference to every recorded Value
-    cdef list functions              # per CUSTOM entry: its FunctionBackward
+    cdef list functions              # per Function entry: its FunctionBackward
     cdef dict custom_index           # entry index -> position in functions
     cdef dict slot_index             # node address -> slot, for Function nodes' inputs
-    cdef object __weakref__
 
     def __cinit__(self):
         self.recorded = False
+        self.id = NO_TAPE
 
     def __init__(self, Value output):
         self.output = output
-        _register_tape(self)
         self._record()
 
     def __dealloc__(self):
-        if self.recorded and self.keep is not None:
+        if self.recorded:
             self._detach()   # the Values outlive us: leave them current
-        self._free_arrays()
-
-    cdef void _free_arrays(self) noexcept:
-        PyMem_Free(self.D); self.D = NULL
-        PyMem_Free(self.G); self.G = NULL
-        PyMem_Free(self.entries); self.entries = NULL
-        PyMem_Free(self.tw); self.tw = NULL
-        PyMem_Free(self.tx); self.tx = NULL
-        PyMem_Free(self.program); self.program = NULL
-        PyMem_Free(self.leaf_nodes); self.leaf_nodes = NULL
-        PyMem_Free(self.leaf_slots); self.leaf_slots = NULL
-        PyMem_Free(self.shown_nodes); self.shown_nodes = NULL
-        PyMem_Free(self.shown_slots); self.shown_slots = NULL
-        PyMem_Free(self.node_of_slot); self.node_of_slot = NULL
-        PyMem_Free(self.hidden); self.hidden = NULL
-        PyMem_Free(self.dot_g1); self.dot_g1 = NULL
-        PyMem_Free(self.sgrad); self.sgrad = NULL
-        PyMem_Free(self.mgrad); self.mgrad = NULL
+        tape_free(&self.t)
 
     # ---- recording ------------------------------------------------------------------
     cdef int _record(self) except -1:
-        # Recording makes tens of thousands of short-lived lists and tuples: without the
-        # cyclic GC scanning them as they come, it takes a third less time.
-        import gc
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._record_graph()
-        finally:
-            if enabled:
-                gc.enable()
-
-    cdef int _record_graph(self) except -1:
-        global _n_recorded
-        cdef NodeArray topo
-        cdef Py_ssize_t i, j, t, n_topo
+        global _n_recorded, _leaf_lock
+        cdef Py_ssize_t i
         cdef Node* node
-        cdef uintptr_t p
-        cdef DotBuffer* buf
-        reveal_recorded_graphs()             # one live tape per graph (see the module comment)
-        self._free_arrays()
-        self.keep = []
-        self.functions = []
-        self.custom_index = {}
-        self.recorded = False
-        self.raises = False
-        self.has_custom = False
-        borrow_scratch(&topo)
+        cdef Node* leaf
+        functions = []
+        tape_free(&self.t)
         try:
-            topological_sort(&self.output.n, &topo)
-            clear_visited(topo.items, topo.n)
-            n_topo = topo.n
-            order = [<Py_ssize_t>topo.items[i] for i in range(n_topo)]
-        finally:
-            return_scratch(&topo)
-        rec = _Recording()
-        for i in range(n_topo):
-            p = <uintptr_t>order[i]
-            if p & INDEX_TAG:
-                continue
-            if p & STEP_TAG:
-                node = <Node*>(p ^ STEP_TAG)
-                rec.slot(node, self.keep)
-                j = <Py_ssize_t>((<uintptr_t>order[i - 1]) >> 3)
-                buf = _dot_buffer(node)
-                if j == buf.n - 1:  # the last step: every operand has a slot now
-                    terms = []
-                    for t in range(buf.n):
-                        x = (rec.slot_of[<Py_ssize_t>buf.terms[t].x] if buf.terms[t].x != NULL
-                             else rec.constant(buf.terms[t].c, buf.terms[t].cgrad))
-                        terms.append((rec.slot_of[<Py_ssize_t>buf.terms[t].w], x))
-                    rec.add_entry(<Py_ssize_t>node, [DOT, rec.slot_of[<Py_ssize_t>node],
-                                  rec.slot_of[<Py_ssize_t>node.a], terms, buf.n, 0.0, None])
-                rec.steps.append((<Py_ssize_t>node, j))
-                continue
-            node = <Node*>p
-            rec.slot(node, self.keep)
-            if node.code == LEAF or (node.code == CUSTOM and not _custom_children_len(node)):
-                rec.leaves.append(<Py_ssize_t>node)
-                continue
-            rec.add_entry(<Py_ssize_t>node, self._entry_for(node, rec))
-            rec.steps.append((<Py_ssize_t>node, -1))
-        rec.make_program()
-        rec.fuse_activations()
-        rec.number_slots_for_runs()
-        self._fill(rec)
-        self.out_slot = rec.slot_of[<Py_ssize_t>&self.output.n]
-        self.slot_index = rec.slot_of if self.has_custom else None
-        self._find_shown(rec.slot_of)
-        self._find_runs()
-        _n_recorded += self.n_slots
+            record_tape(&self.t, &self.output.n, functions)
+        except BaseException:
+            tape_free(&self.t)
+            raise
+        self.functions = [fb for e, fb in functions]
+        self.custom_index = {e: i for i, (e, fb) in enumerate(functions)}
+        self.slot_index = None
+        if functions:
+            self.slot_index = {<Py_ssize_t>self.t.node_of_slot[s]: s for s in range(self.t.n_slots)
+                               if self.t.node_of_slot[s] != NULL}
+        # mark what we hold: op nodes as recorded (and hidden), leaves by owner
+        self.id = _take_id(self)
+        self.shares_leaves = False
+        for i in range(self.t.n_entries):
+            self._mark(self.t.node_of_slot[self.t.entries[i].out], self.t.hidden[self.t.entries[i].out])
+            if self.t.entries[i].act:
+                self._mark(self.t.node_of_slot[self.t.entries[i].act_out],
+                           self.t.hidden[self.t.entries[i].act_out])
+        for i in range(self.t.n_leaves):
+            leaf = self.t.leaf_nodes[i]
+            if leaf.tape == NO_TAPE:
+                leaf.tape = self.id
+            elif leaf.tape != self.id:
+                self.shares_leaves = True
+                if leaf.tape != SHARED_TAPE and leaf.tape < _tapes_cap and _tapes[leaf.tape] != NULL:
+                    (<CompiledGraph>_tapes[leaf.tape]).shares_leaves = True
+                leaf.tape = SHARED_TAPE
+        if self.shares_leaves and _leaf_lock == NULL:
+            _leaf_lock = PyThread_allocate_lock()
+            if _leaf_lock == NULL:
+                raise MemoryError("cannot make a lock")
+        for i in range(self.t.n_slots):   # the nodes stay alive as long as we hold them
+            node = self.t.node_of_slot[i]
+            if node != NULL:
+                Py_INCREF(<object>_obj(node))
+        _n_recorded += 1
+        self.recordings += 1
         self.passes = 0
         self.full = True           # start exact: the recorded intermediates' grads as they are
         self.forward_failed = False
         self.recorded = True
-        self._init_full_from_buffers()
+        self.replayed = False
         return 0
 
-    cdef list _entry_for(self, Node* node, _Recording rec):
-        """The entry of a plain op node (its operands have slots already)."""
-        cdef int code = node.code
-        out = rec.slot_of[<Py_ssize_t>node]
-        if code == CUSTOM:
-            fb = _function_of(node)
-            if fb is None:
-                raise TypeError(
-                    f"cannot compile a node with op {_value(node)._op!r}: it has a hand-written "
-                    "_backward and no forward rule to replay; define it as a "
-                    "cmicrograd.function.Function instead")
-            self.has_custom = True
-            return [CUSTOM, out, out, out, 0, 0.0, fb]
-        a = rec.slot_of[<Py_ssize_t>node.a]
-        b = a
-        if code == ADD or code == MUL:
-            if node.flags & CONST_B:
-                b = rec.constant(node.k, node.kgrad)
-            else:
-                b = rec.slot_of[<Py_ssize_t>node.b]
-        if backward_can_raise(code):
-            self.raises = True
-        return [code, out, a, b, 0, node.k, None]
-
-    cdef int _fill(self, _Recording rec) except -1:
-        cdef Py_ssize_t i, t
-        self.n_slots = len(rec.init)
-        self.n_entries = len(rec.entries)
-        self.n_terms = sum(len(en[3]) for en in rec.entries if en[0] == DOT)
-        self.n_program = len(rec.program)
-        self.n_leaves = len(rec.leaves)
-        n = max(1, self.n_slots)
-        self.D = <double*>PyMem_Malloc(n * sizeof(double))
-        self.G = <double*>PyMem_Malloc(n * sizeof(double))
-        self.node_of_slot = <Node**>PyMem_Malloc(n * sizeof(Node*))
-        self.entries = <Entry*>PyMem_Malloc(max(1, self.n_entries) * sizeof(Entry))
-        self.tw = <int32_t*>PyMem_Malloc(max(1, self.n_terms) * sizeof(int32_t))
-        self.tx = <int32_t*>PyMem_Malloc(max(1, self.n_terms) * sizeof(int32_t))
-        self.program = <BwItem*>PyMem_Malloc(max(1, self.n_program) * sizeof(BwItem))
-        self.leaf_nodes = <Node**>PyMem_Malloc(max(1, self.n_leaves) * sizeof(Node*))
-        self.leaf_slots = <int32_t*>PyMem_Malloc(max(1, self.n_leaves) * sizeof(int32_t))
-        self.dot_g1 = <double*>PyMem_Malloc(max(1, self.n_entries) * sizeof(double))
-        if (self.D == NULL or self.G == NULL or self.node_of_slot == NULL or self.entries == NULL
-                or self.tw == NULL or self.tx == NULL or self.program == NULL
-                or self.leaf_nodes == NULL or self.leaf_slots == NULL or self.dot_g1 == NULL):
-            raise MemoryError("not enough memory to compile the graph")
-        for i in range(self.n_slots):
-            self.D[i], self.G[i] = rec.init[i]
-            self.node_of_slot[i] = <Node*><Py_ssize_t>rec.node[i]
-        t = 0
-        for i in range(self.n_entries):
-            code, out, a, terms_or_b, n_terms, k, fb, act, act_out = rec.entries[i]
-            en = &self.entries[i]
-            en.code = code
-            en.out = out
-            en.a = a
-            en.k = k
-            en.act = act
-            en.act_out = act_out
-            en.group = 1
-            en.wbase = -1
-            en.xbase = -1
-            self.dot_g1[i] = 0.0
-            if code == DOT:
-                en.b = t
-                en.n = n_terms
-                for w, x in terms_or_b:
-                    self.tw[t] = w
-                    self.tx[t] = x
-                    t += 1
-            else:
-                en.b = terms_or_b
-                en.n = 0
-            if code == CUSTOM:
-                self.custom_index[i] = len(self.functions)
-                self.functions.append(fb)
-        for i in range(self.n_program):
-            self.program[i].entry, self.program[i].hi, self.program[i].lo = rec.program[i]
-        for i in range(self.n_leaves):
-            self.leaf_nodes[i] = <Node*><Py_ssize_t>rec.leaves[i]
-            self.leaf_slots[i] = rec.slot_of[rec.leaves[i]]
-        return 0
-
-    cdef int _find_shown(self, dict slot_of) except -1:
-        """Split the recorded non-leaf nodes into those Python holds and hidden ones."""
-        cdef Py_ssize_t i, e, t, internal_total
-        cdef Node* node
-        cdef Entry* en
-        internal = [0] * self.n_slots     # references the recorded graph holds
-        ops = []                          # slots of op nodes: entries and fused activations
-        for e in range(self.n_entries):
-            en = &self.entries[e]
-            node = self.node_of_slot[en.out]
-            ops.append(en.out)
-            if en.code == DOT:
-                internal[en.a] += 1
-                for t in range(en.b, en.b + en.n):
-                    internal[self.tw[t]] += 1
-                    if self.node_of_slot[self.tx[t]] != NULL:
-                        internal[self.tx[t]] += 1
-                if en.act:
-                    internal[en.out] += 1
-                    ops.append(en.act_out)
-            elif en.code == CUSTOM:
-                for child in _value(node)._prev:
-                    internal[slot_of[<Py_ssize_t>&(<Value>child).n]] += 1
-            else:
-                internal[en.a] += 1
-                if self.node_of_slot[en.b] != NULL and (en.code == ADD or en.code == MUL):
-                    internal[en.b] += 1
-        self.hidden = <uint8_t*>PyMem_Malloc(max(1, self.n_slots))
-        if self.hidden == NULL:
-            raise MemoryError("not enough memory to compile the graph")
-        memset(self.hidden, 0, self.n_slots)
-        shown = []
-        for i in ops:
-            node = self.node_of_slot[i]
-            node.flags |= RECORDED
-            # held from outside: more references than the graph, self.keep (and
-            # self.output for the root) account for
-            internal_total = internal[i] + 1 + (1 if node == &self.output.n else 0)
-            if _refcount(_obj(node)) > internal_total or node.code == CUSTOM:
-                shown.append(i)
-            else:
-                self.hidden[i] = 1
-                node.flags |= HIDDEN
-        self.n_shown = len(shown)
-        self.shown_nodes = <Node**>PyMem_Malloc(max(1, self.n_shown) * sizeof(Node*))
-        self.shown_slots = <int32_t*>PyMem_Malloc(max(1, self.n_shown) * sizeof(int32_t))
-        if self.shown_nodes == NULL or self.shown_slots == NULL:
-            raise MemoryError("not enough memory to compile the graph")
-        for i in range(self.n_shown):
-            self.shown_slots[i] = shown[i]
-            self.shown_nodes[i] = self.node_of_slot[shown[i]]
-        return 0
-
-    cdef void _find_runs(self) noexcept:
-        """Per DOT: are its weights, and its inputs, consecutive disjoint slots (then the
-        array kernels apply)? And group consecutive independent DOTs of equal length."""
-        cdef Py_ssize_t e, j, g, f, t
-        cdef Entry* en
-        cdef Entry* first
-        cdef int32_t lo, hi
-        cdef bint ok
-        for e in range(self.n_entries):
-            en = &self.entries[e]
-            if en.code != DOT:
-                continue
-            ok = True
-            for j in range(1, en.n):
-                if self.tw[en.b + j] != self.tw[en.b] + j or self.tx[en.b + j] != self.tx[en.b] + j:
-                    ok = False
-                    break
-            if not ok:
-                continue
-            # the two ranges, the bias and the node itself: no slot twice
-            lo = self.tw[en.b]
-            hi = self.tx[en.b]
-            if lo < hi + en.n and hi < lo + en.n:
-                continue
-            if lo <= en.a < lo + en.n or hi <= en.a < hi + en.n:
-                continue
-            en.wbase = lo
-            en.xbase = hi
-        e = 0
-        while e < self.n_entries:
-            first = &self.entries[e]
-            if first.code != DOT or first.wbase < 0:
-                e += 1
-                continue
-            g = 1
-            while g < 4 and e + g < self.n_entries:
-                en = &self.entries[e + g]
-                if en.code != DOT or en.wbase < 0 or en.n != first.n or en.act != first.act:
-                    break
-                ok = True
-                for f in range(e, e + g):    # reads nothing the earlier ones write
-                    if not self._independent(&self.entries[f], en):
-                        ok = False
-                if not ok:
-                    break
-                g += 1
-            first.group = g if g != 3 else 2
-            e += first.group
-
-    cdef bint _independent(self, Entry* earlier, Entry* later) noexcept:
-        cdef int32_t s
-        for s in (earlier.out, earlier.act_out if earlier.act else -2):
-            if later.a == s or later.wbase <= s < later.wbase + later.n or later.xbase <= s < later.xbase + later.n:
-                return False
-        return True
-
-    cdef int _init_full_from_buffers(self) except -1:
-        """Full mode from the recorded DOT buffers' intermediate grads."""
-        cdef Py_ssize_t e, j
-        cdef Entry* en
-        cdef DotBuffer* buf
-        if self.n_terms == 0:
-            return 0
-        self._alloc_full()
-        for e in range(self.n_entries):
-            en = &self.entries[e]
-            if en.code == DOT:
-                buf = _dot_buffer(self.node_of_slot[en.out])
-                for j in range(en.n):
-                    self.sgrad[en.b + j] = buf.terms[j].sgrad
-                    self.mgrad[en.b + j] = buf.terms[j].mgrad
-        return 0
-
-    cdef int _alloc_full(self) except -1:
-        if self.sgrad == NULL:
-            self.sgrad = <double*>PyMem_Malloc(max(1, self.n_terms) * sizeof(double))
-            self.mgrad = <double*>PyMem_Malloc(max(1, self.n_terms) * sizeof(double))
-            if self.sgrad == NULL or self.mgrad == NULL:
-                raise MemoryError("not enough memory to replay the graph")
-        return 0
+    cdef void _mark(self, Node* node, bint hidden) noexcept:
+        node.flags |= RECORDED | (HIDDEN if hidden else 0)
+        node.tape = self.id if node.tape == NO_TAPE else SHARED_TAPE
 
     # ---- writing back and detaching -------------------------------------------------
     cdef void _write_back_hidden(self) noexcept:
@@ -471,53 +239,77 @@ cdef class CompiledGraph:
         cdef Py_ssize_t i, e
         cdef Entry* en
         cdef Node* node
-        for i in range(self.n_slots):
-            if self.hidden[i]:
-                self.node_of_slot[i].data = self.D[i]
-                self.node_of_slot[i].grad = self.G[i]
-        for e in range(self.n_entries):
-            en = &self.entries[e]
-            node = self.node_of_slot[en.out]
+        for i in range(self.t.n_slots):
+            if self.t.hidden[i]:
+                self.t.node_of_slot[i].data = self.t.D[i]
+                self.t.node_of_slot[i].grad = self.t.G[i]
+        for e in range(self.t.n_entries):
+            en = &self.t.entries[e]
+            node = self.t.node_of_slot[en.out]
             if en.code == DOT:
                 self._write_back_dot(e)
             elif (en.code == ADD or en.code == MUL) and node.flags & CONST_B:
-                node.kgrad = self.G[en.b]
+                node.kgrad = self.t.G[en.b]
 
     cdef void _write_back_dot(self, Py_ssize_t e) noexcept:
-        cdef Entry* en = &self.entries[e]
-        cdef DotBuffer* buf = _dot_buffer(self.node_of_slot[en.out])
-        cdef DotTerm* t
+        cdef Entry* en = &self.t.entries[e]
+        cdef DotBuffer* buf = _dot_buffer(self.t.node_of_slot[en.out])
         cdef Py_ssize_t j
-        cdef double s = self.D[en.a]
-        cdef double gp = 0.0 + self.dot_g1[e]
+        cdef int err = 0
+        cdef double s = self.t.D[en.a]
+        cdef double gp = 0.0 + self.t.dot_g1[e]
         for j in range(en.n):
-            t = &buf.terms[j]
-            t.m = self.D[self.tw[en.b + j]] * self.D[self.tx[en.b + j]]
-            s = s + t.m
-            t.s = s
-            if self.node_of_slot[self.tx[en.b + j]] == NULL:
-                t.cgrad = self.G[self.tx[en.b + j]]
+            buf.m[j] = mul_forward(self.t.D[self.t.tw[en.b + j]], self.t.D[self.t.tx[en.b + j]], 0.0, &err)
+            s = add_forward(s, buf.m[j], 0.0, &err)
+            buf.s[j] = s
+            if self.t.node_of_slot[self.t.tx[en.b + j]] == NULL:
+                buf.cgrad[j] = self.t.G[self.t.tx[en.b + j]]
             if self.full:
-                t.sgrad = self.sgrad[en.b + j]
-                t.mgrad = self.mgrad[en.b + j]
+                buf.sgrad[j] = self.t.sgrad[en.b + j]
+                buf.mgrad[j] = self.t.mgrad[en.b + j]
             elif self.passes == 0:
-                t.sgrad = 0.0
-                t.mgrad = 0.0
+                buf.sgrad[j] = 0.0
+                buf.mgrad[j] = 0.0
             else:       # one backward since the forward: every intermediate got 0.0 + G
-                t.sgrad = gp
-                t.mgrad = gp
+                buf.sgrad[j] = gp
+                buf.mgrad[j] = gp
+
+    cdef void _detach_or_defer(self) noexcept:
+        """Detach, or, if a replay is running (another thread's, or ours calling into a
+        Function), detach when it ends: its arrays are never copied half-computed."""
+        if self.running:
+            self.detach_pending = True
+        else:
+            self._detach()
 
     cdef void _detach(self) noexcept:
+        global _n_recorded
         cdef Py_ssize_t i
+        cdef Node* node
         self.detach_pending = False
         if not self.recorded:
             return
-        if not self.forward_failed:
-            self._write_back_hidden()
-        for i in range(self.n_slots):
-            if self.node_of_slot[i] != NULL:
-                self.node_of_slot[i].flags &= ~(HIDDEN | RECORDED)
         self.recorded = False
+        _n_recorded -= 1
+        if self.replayed and not self.forward_failed:
+            self._write_back_hidden()   # (not replayed: the Values hold what we recorded)
+        for i in range(self.t.n_slots):
+            node = self.t.node_of_slot[i]
+            if node != NULL and node.tape == self.id:
+                node.flags &= ~(HIDDEN | RECORDED)
+                node.tape = NO_TAPE
+        if self.id != SHARED_TAPE:
+            _tapes[self.id] = NULL
+        self.id = NO_TAPE
+        for i in range(self.t.n_slots):   # drop our references (freeing, at any depth)
+            node = self.t.node_of_slot[i]
+            if node != NULL:
+                release(node)
+        tape_free(&self.t)
+
+    cdef void _finish_pending_detach(self) noexcept:
+        if self.detach_pending:
+            self._detach()
 
     # ---- replay ---------------------------------------------------------------------
     cdef int _ensure_recorded(self) except -1:
@@ -533,36 +325,40 @@ cdef class CompiledGraph:
         cdef Py_ssize_t i
         cdef int err = 0
         cdef Py_ssize_t failed = -1
+        cdef Tape* t = &self.t
         self._ensure_recorded()
         self.forward_failed = True
-        for i in range(self.n_leaves):
-            self.D[self.leaf_slots[i]] = self.leaf_nodes[i].data
+        self.replayed = True
+        for i in range(t.n_leaves):
+            t.D[t.leaf_slots[i]] = t.leaf_nodes[i].data
         self.running = True
         try:
-            if self.has_custom:
+            if t.has_custom:
                 failed = self._forward_entries(&err)
             else:
                 with nogil:
-                    failed = _forward_run(self.D, self.G, self.entries, 0, self.n_entries,
-                                          self.tw, self.tx, &err)
+                    failed = _forward_run(t.D, t.G, t.entries, 0, t.n_entries, t.tw, t.tx, &err)
         finally:
             self.running = False
         if err:
-            self._finish_pending_detach()
-            en = &self.entries[failed]
+            en = &t.entries[failed]
             if en.code == DOT:   # its fused activation failed
-                raise_math_error(err, self.D[en.out], 0.0)
-            raise_math_error(err, self.D[en.a], en.k)
-        for i in range(self.n_shown):
-            self.shown_nodes[i].data = self.D[self.shown_slots[i]]
-            self.shown_nodes[i].grad = 0.0
+                x, y = t.D[en.out], 0.0
+            else:
+                x, y = t.D[en.a], en.k
+            self._finish_pending_detach()
+            raise_math_error(err, x, y)
+        for i in range(t.n_shown):
+            t.shown_nodes[i].data = t.D[t.shown_slots[i]]
+            t.shown_nodes[i].grad = 0.0
         self.passes = 0
-        self.full = self.raises
-        if self.full and self.n_terms:
-            memset(self.sgrad, 0, self.n_terms * sizeof(double))
-            memset(self.mgrad, 0, self.n_terms * sizeof(double))
+        self.full = t.raises
+        if self.full and t.n_terms:
+            self._alloc_full()
+            memset(t.sgrad, 0, t.n_terms * sizeof(double))
+            memset(t.mgrad, 0, t.n_terms * sizeof(double))
         self.forward_failed = False
-        value = self.D[self.out_slot]
+        value = t.D[t.out_slot]
         self._finish_pending_detach()
         return value
 
@@ -570,21 +366,22 @@ cdef class CompiledGraph:
         """Forward with Function nodes: C runs between them, Python for them."""
         cdef Py_ssize_t e = 0, run_end, failed
         cdef Entry* en
-        while e < self.n_entries:
+        cdef Tape* t = &self.t
+        while e < t.n_entries:
             run_end = e
-            while run_end < self.n_entries and self.entries[run_end].code != CUSTOM:
+            while run_end < t.n_entries and t.entries[run_end].code != CUSTOM:
                 run_end += 1
-            failed = _forward_run(self.D, self.G, self.entries, e, run_end, self.tw, self.tx, err)
+            failed = _forward_run(t.D, t.G, t.entries, e, run_end, t.tw, t.tx, err)
             if err[0]:
                 return failed
-            if run_end == self.n_entries:
+            if run_end == t.n_entries:
                 break
-            en = &self.entries[run_end]
+            en = &t.entries[run_end]
             fb = self.functions[self.custom_index[run_end]]
             for v in fb.inputs:   # the inputs' Values must hold this replay's data
-                (<Value>v).n.data = self.D[self._slot_of(v)]
-            self.D[en.out] = fb.recompute()
-            self.G[en.out] = 0.0
+                (<Value>v).n.data = t.D[self._slot_of(v)]
+            t.D[en.out] = fb.recompute()
+            t.G[en.out] = 0.0
             e = run_end + 1
         return -1
 
@@ -594,51 +391,86 @@ cdef class CompiledGraph:
     def backward(self):
         """What ``output.backward()`` would do on the graph as the last forward built
         it: set the output's grad to 1.0 and accumulate into every recorded node."""
-        cdef Py_ssize_t i
-        cdef int err = 0
-        cdef Py_ssize_t failed = -1
+        cdef bint locked = False
         self._ensure_recorded()
         if self.forward_failed:
             raise RuntimeError("the last forward() failed: call forward() again first")
+        if self.shares_leaves:
+            _lock_leaves()
+            locked = True
+        try:
+            self._backward()
+        finally:
+            if locked:
+                _unlock_leaves()
+
+    cdef int _backward(self) except -1:
+        cdef Py_ssize_t i
+        cdef int err = 0
+        cdef Py_ssize_t failed = -1
+        cdef Tape* t = &self.t
         # the rules read current data, as micrograd's closures do: refresh what Python
         # may have changed since the forward
-        for i in range(self.n_leaves):
-            self.D[self.leaf_slots[i]] = self.leaf_nodes[i].data
-            self.G[self.leaf_slots[i]] = self.leaf_nodes[i].grad
-        for i in range(self.n_shown):
-            self.D[self.shown_slots[i]] = self.shown_nodes[i].data
-            self.G[self.shown_slots[i]] = self.shown_nodes[i].grad
+        for i in range(t.n_leaves):
+            t.D[t.leaf_slots[i]] = t.leaf_nodes[i].data
+            t.G[t.leaf_slots[i]] = t.leaf_nodes[i].grad
+        for i in range(t.n_shown):
+            t.D[t.shown_slots[i]] = t.shown_nodes[i].data
+            t.G[t.shown_slots[i]] = t.shown_nodes[i].grad
         if not self.full and self.passes >= 1:   # a second backward: keep every grad
             self._enter_full_mode()
-        self.G[self.out_slot] = 1.0
+        elif self.full and t.sgrad == NULL and t.n_terms:   # backward right after recording
+            self._full_from_buffers()
+        self.replayed = True
+        t.G[t.out_slot] = 1.0
         self.running = True
         try:
-            if self.has_custom:
+            if t.has_custom:
                 failed = self._backward_items(&err)
             else:
                 with nogil:
-                    failed = _backward_run(self.D, self.G, self.entries, self.program, 0,
-                                           self.n_program, self.tw, self.tx, self.dot_g1,
-                                           self.sgrad, self.mgrad, self.full, &err)
+                    failed = _backward_run(t.D, t.G, t.entries, t.program, 0, t.n_program,
+                                           t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, self.full, &err)
         finally:
             self.running = False
-            for i in range(self.n_leaves):
-                self.leaf_nodes[i].grad = self.G[self.leaf_slots[i]]
-            for i in range(self.n_shown):
-                self.shown_nodes[i].grad = self.G[self.shown_slots[i]]
+            for i in range(t.n_leaves):
+                t.leaf_nodes[i].grad = t.G[t.leaf_slots[i]]
+            for i in range(t.n_shown):
+                t.shown_nodes[i].grad = t.G[t.shown_slots[i]]
             self.passes += 1
-            self._finish_pending_detach()
         if err:
-            en = &self.entries[self.program[failed].entry]
+            en = &t.entries[t.program[failed].entry]
             if en.code == POW:
-                raise_math_error(err, self.D[en.a], en.k - 1.0)
-            raise_math_error(err, self.D[en.a], self.G[en.out])
-        return None
+                x, y = t.D[en.a], en.k - 1.0
+            else:
+                x, y = t.D[en.a], t.G[en.out]
+            self._finish_pending_detach()
+            raise_math_error(err, x, y)
+        self._finish_pending_detach()
+        return 0
 
-    cdef void _finish_pending_detach(self) noexcept:
-        """Detach now if someone asked while this tape was running (see _detach_tapes)."""
-        if self.detach_pending:
-            self._detach()
+    cdef int _alloc_full(self) except -1:
+        if self.t.sgrad == NULL:
+            self.t.sgrad = <double*>malloc(max(1, self.t.n_terms) * sizeof(double))
+            self.t.mgrad = <double*>malloc(max(1, self.t.n_terms) * sizeof(double))
+            if self.t.sgrad == NULL or self.t.mgrad == NULL:
+                raise MemoryError("not enough memory to replay the graph")
+        return 0
+
+    cdef int _full_from_buffers(self) except -1:
+        """Full mode as recorded: the fused sums' intermediate grads, from their buffers."""
+        cdef Py_ssize_t e, j
+        cdef Entry* en
+        cdef DotBuffer* buf
+        self._alloc_full()
+        for e in range(self.t.n_entries):
+            en = &self.t.entries[e]
+            if en.code == DOT:
+                buf = _dot_buffer(self.t.node_of_slot[en.out])
+                for j in range(en.n):
+                    self.t.sgrad[en.b + j] = buf.sgrad[j]
+                    self.t.mgrad[en.b + j] = buf.mgrad[j]
+        return 0
 
     cdef int _enter_full_mode(self) except -1:
         """Spell out the intermediate grads a first fast backward left implicit."""
@@ -646,13 +478,13 @@ cdef class CompiledGraph:
         cdef Entry* en
         cdef double gp
         self._alloc_full()
-        for e in range(self.n_entries):
-            en = &self.entries[e]
+        for e in range(self.t.n_entries):
+            en = &self.t.entries[e]
             if en.code == DOT:
-                gp = 0.0 + self.dot_g1[e]
+                gp = 0.0 + self.t.dot_g1[e]
                 for j in range(en.n):
-                    self.sgrad[en.b + j] = gp
-                    self.mgrad[en.b + j] = gp
+                    self.t.sgrad[en.b + j] = gp
+                    self.t.mgrad[en.b + j] = gp
         self.full = True
         return 0
 
@@ -660,26 +492,26 @@ cdef class CompiledGraph:
         """Backward with Function nodes: C runs between them, Python for them."""
         cdef Py_ssize_t i = 0, run_end, failed
         cdef Entry* en
-        while i < self.n_program:
+        cdef Tape* t = &self.t
+        while i < t.n_program:
             run_end = i
-            while run_end < self.n_program and self.entries[self.program[run_end].entry].code != CUSTOM:
+            while run_end < t.n_program and t.entries[t.program[run_end].entry].code != CUSTOM:
                 run_end += 1
-            failed = _backward_run(self.D, self.G, self.entries, self.program, i, run_end,
-                                   self.tw, self.tx, self.dot_g1, self.sgrad, self.mgrad,
-                                   self.full, err)
+            failed = _backward_run(t.D, t.G, t.entries, t.program, i, run_end,
+                                   t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, self.full, err)
             if err[0]:
                 return failed
-            if run_end == self.n_program:
+            if run_end == t.n_program:
                 break
-            en = &self.entries[self.program[run_end].entry]
-            fb = self.functions[self.custom_index[self.program[run_end].entry]]
-            (<Value>fb.out).n.grad = self.G[en.out]
+            en = &t.entries[t.program[run_end].entry]
+            fb = self.functions[self.custom_index[t.program[run_end].entry]]
+            (<Value>fb.out).n.grad = t.G[en.out]
             for v in fb.inputs:   # the callback adds to the inputs' Values: sync them
-                (<Value>v).n.grad = self.G[self._slot_of(v)]
-                (<Value>v).n.data = self.D[self._slot_of(v)]
+                (<Value>v).n.grad = t.G[self._slot_of(v)]
+                (<Value>v).n.data = t.D[self._slot_of(v)]
             fb()
             for v in fb.inputs:
-                self.G[self._slot_of(v)] = (<Value>v).n.grad
+                t.G[self._slot_of(v)] = (<Value>v).n.grad
             i = run_end + 1
         return -1
 
@@ -687,19 +519,11 @@ cdef class CompiledGraph:
     def num_nodes(self):
         """How many recorded nodes and constants (slots) a replay walks."""
         self._ensure_recorded()
-        return self.n_slots
+        return self.t.n_slots
 
     def __repr__(self):
-        return (f"<cmicrograd CompiledGraph: {self.n_slots} slots, {self.n_entries} ops, "
-                f"{self.n_terms} fused terms, output={self.output!r}>")
-
-
-cdef void _register_tape(CompiledGraph tape) except *:
-    global _live_tapes
-    if _live_tapes is None:
-        import weakref
-        _live_tapes = weakref.WeakSet()
-    _live_tapes.add(tape)
+        return (f"<cmicrograd CompiledGraph: {self.t.n_slots} slots, {self.t.n_entries} ops, "
+                f"{self.t.n_terms} fused terms, output={self.output!r}>")
 
 
 # ---- the replay loops (no Python, no GIL) ----------------------------------------------

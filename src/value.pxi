@@ -40,6 +40,7 @@ cdef class Value:
         self.n.k = 0.0
         self.n.kgrad = 0.0
         self.n.flags = 0
+        self.n.tape = 0
         if children or _op:
             rec = _Record.__new__(_Record)
             rec.label = label

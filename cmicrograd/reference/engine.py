@@ -516,6 +516,7 @@ class CompiledGraph:
                     "_backward and no forward rule to replay; define it as a "
                     "cmicrograd.function.Function instead")
         self._forward_failed = False
+        self.recordings = 1  # this engine never needs to record again
 
     def forward(self) -> float:
         """Recompute every non-leaf node from the leaves' current data, reset the
