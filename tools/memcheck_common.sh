@@ -1,5 +1,8 @@
 # Sourced by tools/sanitize.sh and tools/valgrind.sh, which define die().
 #
+#   MEMCHECK
+# the folder of the programs those scripts run: tools/memcheck/ (see its __init__.py).
+#
 #   find_python ROOT
 # sets PY to the interpreter to test with: $PYTHON, else ROOT/.venv or ROOT/venv, else
 # python3, resolved to the interpreter itself (not a wrapper that may pick another one).
@@ -55,3 +58,5 @@ copy_checkout() {
     fi
     [ -f "$dest/setup.py" ] || die "could not copy the checkout to $dest"
 }
+
+MEMCHECK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/memcheck"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build cmicrograd's compiled engine with AddressSanitizer + UndefinedBehaviorSanitizer
-# and run the whole test suite, then tools/valgrind.sh's memory scenarios, under it.
+# and run the whole test suite, then the memory scenarios (tools/memcheck/scenarios.py,
+# which tools/valgrind.sh runs too), under it.
 #
 #   tools/sanitize.sh [--mode chunks|malloc|both] [--no-tests] [--no-scenarios]
 #                     [--keep] [-- PYTEST_ARGS...]
@@ -110,9 +111,8 @@ echo "sanitize.sh: $CC with -fsanitize=$SAN, runtime $LIBASAN; python $PY"
 install_build_requirements "$PY" "$ROOT" "$SCRATCH/buildtools" sanitize.sh || exit 2
 BUILD_PYTHONPATH="$SCRATCH/buildtools"
 
-# ---- the scenarios (one source: tools/valgrind.sh) -----------------------------------
-bash "$HERE/valgrind.sh" --print-scenarios > "$SCRATCH/scenarios.py" \
-    || die "tools/valgrind.sh --print-scenarios failed"
+# the scenarios tools/valgrind.sh runs too
+SCENARIOS="$MEMCHECK/scenarios.py"
 
 # ---- the force-included allocator header ---------------------------------------------
 cat > "$SCRATCH/asan_value_alloc.h" <<'EOF'
@@ -301,13 +301,13 @@ sys.exit(rc)
 
     if [ "$RUN_SCENARIOS" = 1 ]; then
         start=$SECONDS
-        known="$(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCRATCH/scenarios.py" --list | awk '/known/ {print $1}')"
-        for name in $(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCRATCH/scenarios.py" --list | awk '{print $1}'); do
+        known="$(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCENARIOS" --list | awk '/known/ {print $1}')"
+        for name in $(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCENARIOS" --list | awk '{print $1}'); do
             # a scenario pinning a documented leak runs without LeakSanitizer (it would
             # report that leak); ASan still checks every access
             leaks=1; if grep -qxF "$name" <<< "$known"; then leaks=0; fi
             (cd "$SCRATCH" && ASAN_OPTIONS="detect_leaks=$leaks:fast_unwind_on_malloc=0:$common" \
-                "$PY" scenarios.py "$name" >"$logs/scenario-$name.out" 2>&1)
+                "$PY" "$SCENARIOS" "$name" >"$logs/scenario-$name.out" 2>&1)
             rc=$?
             # the scenario's verdict is its last line: LeakSanitizer replaces the exit
             # status whenever CPython or numpy leak (the report below sorts leaks out)

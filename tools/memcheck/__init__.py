@@ -1,0 +1,10 @@
+"""The programs tools/valgrind.sh and tools/sanitize.sh run; the scripts only build,
+set the environment and call these files by path.
+
+* scenarios.py: the memory scenarios, one per process, under valgrind or ASan.
+
+Each file is a script as well as an importable module (``import
+tools.memcheck.scenarios`` from the checkout's root runs nothing). The scripts run them
+by path, never with ``-m``: ``-m`` would put the working directory first on sys.path,
+and with it the checkout's cmicrograd instead of the scratch build under test.
+"""
