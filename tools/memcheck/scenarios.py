@@ -29,6 +29,7 @@ import pickle
 import struct
 import sys
 import threading
+from typing import ClassVar
 
 # numpy first: its import leaks a few objects on purpose, and CPython's free lists would
 # hand it tuples and floats the engine freed before, which LeakSanitizer would then
@@ -262,9 +263,10 @@ def custom_backward():
         out._backward = _backward
         (out * 2).backward()
         check(x.grad == 2 * (1 - t ** 2), "lecture tanh")
-        # a cycle out -> record -> closure -> out, for the GC to collect
+        # a cycle out -> record -> closure -> out, for the GC to collect (but the del
+        # empties the closure's cell, so refcounting frees out2 before the GC sees it)
         out2 = V(1.0, (x,), "cyc")
-        out2._backward = lambda: out2.grad
+        out2._backward = lambda: out2.grad  # noqa: B023, F821 (the cell, as above)
         del out2
     y = Cube.apply(V(2.0)) * 3
     y.backward()
@@ -387,7 +389,7 @@ def callback_mutation():
 
     def mutate():
         g["d"].grad += cb.grad
-        g["a"]._prev                      # materialise a's constant (a not processed yet)
+        g["a"]._prev  # noqa: B018 (materialise a's constant; a not processed yet)
         g["b"]._backward = lambda: None   # b becomes custom while queued as built-in
         g["c"].__init__(3.0)              # c becomes a leaf: its operands are released
         g.clear()                         # drop every outside reference to the graph
@@ -472,7 +474,7 @@ def run_threads(work, n=4):
     def guarded(i):
         try:
             work(i)
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 (re-raised by the main thread)
             errors.append(exc)
     try:
         ts = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
@@ -515,6 +517,7 @@ def compiled_graphs():
     inside (which writes the tape back and detaches it), re-record, Function nodes, a
     replay that raises, tapes freed before and after their Values, two tapes in turn."""
     import random
+
     import cmicrograd
     random.seed(2)
     model = nn.MLP(2, [8, 8, 1])
@@ -527,13 +530,13 @@ def compiled_graphs():
 
     def replay(k=3):
         for j in range(k):
-            step.forward()
+            step.forward()  # noqa: F821 (`del step` below runs after the last replay)
             model.zero_grad()
-            step.backward()
+            step.backward()  # noqa: F821
             opt.step()
             cmicrograd.assign(inputs, [[0.1 * i + j, -0.3 * i] for i in range(12)])
     replay()
-    scores[0]._prev                                  # reveal: write back, detach
+    scores[0]._prev  # noqa: B018 (reveal: write back, detach)
     replay()                                         # re-record
     pickle.loads(pickle.dumps(loss)).backward()      # reveal by pickling
     replay()
@@ -577,7 +580,7 @@ def compiled_graphs():
 
 class Replays(Function):
     """A Function whose forward and backward replay other compiled graphs."""
-    others = []
+    others: ClassVar[list] = []
 
     @staticmethod
     def replay_others():
@@ -621,6 +624,7 @@ def compiled_graph_threads():
     """Threads replaying their own compiled graphs (with the GIL released) while
     another thread looks inside its graph and records it anew."""
     import random
+
     import cmicrograd
     random.seed(3)
     models = [nn.MLP(2, [8, 8, 1]) for _ in range(4)]
@@ -636,7 +640,7 @@ def compiled_graph_threads():
             models[i].zero_grad()
             steps[i].backward()
             if i == 3:
-                losses[i]._prev[0]._prev    # reveal, re-record next time
+                losses[i]._prev[0]._prev  # noqa: B018 (reveal, re-record next time)
     run_threads(work)
 
 
