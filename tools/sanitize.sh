@@ -208,35 +208,6 @@ static void cm_asan_value_free(void *op) {
 #endif
 EOF
 
-# ---- the report parser -----------------------------------------------------------------
-cat > "$SCRATCH/report.py" <<'EOF'
-"""Summarise ASan/LSan/UBSan logs: print what is ours, exit 1 if anything is."""
-import glob, os, re, sys
-
-OURS = re.compile(r"cmicrograd/_engine[.\w-]*\.so|_engine\.c:|value_alloc\.h|\.pyx:|\.pxi:"
-                  r"|__pyx_\w*10cmicrograd")
-logdir, label = sys.argv[1], sys.argv[2]
-errors, leaks, foreign, ub = [], [], [], []
-for path in sorted(glob.glob(os.path.join(logdir, "*"))):
-    text = open(path, errors="replace").read()
-    for m in re.finditer(r"^==\d+==ERROR: AddressSanitizer: .*?(?=^==\d+==ABORTING|\Z)", text, re.M | re.S):
-        errors.append((path, m.group(0)))
-    for m in re.finditer(r"^(Direct|Indirect) leak of .*?(?=^\s*$)", text, re.M | re.S):
-        (leaks if OURS.search(m.group(0)) else foreign).append((path, m.group(0)))
-    for m in re.finditer(r"^.*runtime error:.*?(?=^\s*$|\Z)", text, re.M | re.S):
-        ub.append((path, m.group(0)))
-bad = 0
-for kind, items in (("ASan error", errors), ("UBSan error", ub), ("leak through the engine", leaks)):
-    for path, block in items:
-        bad += 1
-        print(f"---- {label}: {kind} ({os.path.basename(path)})")
-        print("\n".join(block.splitlines()[:40]))
-print(f"{label}: {len(errors)} ASan errors, {len(ub)} UBSan errors, "
-      f"{len(leaks)} leaks through the engine, {len(foreign)} leak records outside it "
-      f"(CPython/numpy; ignored)")
-sys.exit(1 if bad else 0)
-EOF
-
 # ---- build, run, report, per mode ----------------------------------------------------------
 status=0
 for mode in "${MODES[@]}"; do
@@ -271,7 +242,7 @@ for mode in "${MODES[@]}"; do
     case "$where" in
         "cython $work/"*) echo "sanitize.sh [$mode]: testing $where" ;;
         *) echo "$where"; unset LD_PRELOAD PYTHONMALLOC
-           "$PY" "$SCRATCH/report.py" "$logs" "$mode (import)"
+           "$PY" "$MEMCHECK/report.py" sanitizers "$logs" "$mode (import)"
            die "importing the instrumented engine failed (see above)" ;;
     esac
 
@@ -323,7 +294,7 @@ sys.exit(rc)
         echo "sanitize.sh [$mode]: scenarios took $((SECONDS - start)) s"
     fi
     unset LD_PRELOAD PYTHONMALLOC UBSAN_OPTIONS PYTHONPATH
-    "$PY" "$SCRATCH/report.py" "$logs" "$mode" || status=1
+    "$PY" "$MEMCHECK/report.py" sanitizers "$logs" "$mode" || status=1
     if [ "$KEEP" = 1 ]; then echo "sanitize.sh [$mode]: logs in $logs"; fi
 done
 if [ $status = 0 ]; then

@@ -94,59 +94,6 @@ if [ ${#SELECTED[@]} = 0 ]; then
     mapfile -t SELECTED < <(cd "$SCRATCH" && "$PY" "$SCENARIOS" --list | awk '{print $1}')
 fi
 
-cat > "$SCRATCH/report.py" <<'EOF'
-"""One scenario's valgrind XML: print the records that are ours; exit 1 if any."""
-import re, sys
-import xml.etree.ElementTree as ET
-
-OURS = re.compile(r"cmicrograd/_engine[.\w-]*\.so|^_engine\.c$|value_alloc\.h|\.pyx$|\.pxi$"
-                  r"|^__pyx_\w*10cmicrograd")
-COUNTED = {"Leak_DefinitelyLost", "Leak_IndirectlyLost"}
-path, name = sys.argv[1], sys.argv[2]
-try:
-    root = ET.parse(path).getroot()
-except (ET.ParseError, OSError) as exc:
-    print(f"  {name}: could not read valgrind's XML ({exc}); see the log")
-    sys.exit(1)
-
-
-def frames(stack):
-    for f in stack.iter("frame"):
-        yield {k: (f.findtext(k) or "") for k in ("fn", "file", "line", "obj")}
-
-
-def ours(err):
-    return any(OURS.search(fr["obj"]) or OURS.search(fr["file"]) or OURS.search(fr["fn"])
-               for st in err.iter("stack") for fr in frames(st))
-
-
-bad = other = possible = 0
-for err in root.iter("error"):
-    kind = err.findtext("kind") or "?"
-    leak = kind.startswith("Leak_")
-    if not ours(err):
-        other += 1
-        continue
-    if leak and kind not in COUNTED:
-        possible += 1  # an interior pointer (a PyObject* is 16 bytes into its GC block)
-        continue
-    bad += 1
-    what = err.findtext("what") or err.findtext("xwhat/text") or ""
-    print(f"  ---- {name}: {kind}: {what}")
-    notes = [a.text for a in err.iter("auxwhat")] + [a.findtext("text") for a in err.iter("xauxwhat")]
-    for i, st in enumerate(err.iter("stack")):
-        if i and i - 1 < len(notes) and notes[i - 1]:
-            print(f"    {notes[i - 1]}")
-        for fr in list(frames(st))[:20]:
-            loc = f"{fr['file']}:{fr['line']}" if fr["file"] else fr["obj"]
-            print(f"      {fr['fn'] or '???'} ({loc})")
-            if fr["fn"] == "_PyEval_EvalFrameDefault":
-                break  # the rest is the interpreter
-print(f"  {name}: {bad} error/leak records in the engine, {possible} 'possibly lost' "
-      f"through the engine (ignored), {other} records outside it (ignored)")
-sys.exit(1 if bad else 0)
-EOF
-
 supp=()
 [ -f "$HERE/valgrind-python.supp" ] && supp=(--suppressions="$HERE/valgrind-python.supp")
 status=0
@@ -159,7 +106,7 @@ for name in "${SELECTED[@]}"; do
         --xml=yes --xml-file="$SCRATCH/$name.xml" --log-file="$SCRATCH/$name.log" \
         "$PY" "$SCENARIOS" "$name" >"$SCRATCH/$name.out" 2>&1)
     vrc=$?
-    "$PY" "$SCRATCH/report.py" "$SCRATCH/$name.xml" "$name" > "$SCRATCH/$name.report"
+    "$PY" "$MEMCHECK/report.py" valgrind "$SCRATCH/$name.xml" "$name" > "$SCRATCH/$name.report"
     rrc=$?
     # the scenario's own verdict is its last line (valgrind's exit status mixes in its own);
     # a scenario pinning a documented limitation says so instead of "ok"

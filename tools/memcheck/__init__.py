@@ -2,6 +2,7 @@
 set the environment and call these files by path.
 
 * scenarios.py: the memory scenarios, one per process, under valgrind or ASan.
+* report.py: which of valgrind's or the sanitizers' records are the engine's doing.
 
 Each file is a script as well as an importable module (``import
 tools.memcheck.scenarios`` from the checkout's root runs nothing). The scripts run them
