@@ -5,6 +5,8 @@ set the environment and call these files by path.
 * report.py: which of valgrind's or the sanitizers' records are the engine's doing.
 * asan_value_alloc.h: the Value allocator ASan can see, force-included into
   sanitize.sh's build.
+* build_requirements.py: pyproject.toml's build requirements, for the scratch builds
+  (memcheck_common.sh).
 
 Each Python file is a script and an importable module (``import
 tools.memcheck.scenarios`` from the checkout's root runs nothing). The scripts run them
