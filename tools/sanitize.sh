@@ -158,21 +158,12 @@ for mode in "${MODES[@]}"; do
     if [ "$RUN_TESTS" = 1 ]; then
         start=$SECONDS
         # The test process checks for leaks; processes it starts run with leak checks
-        # off (ASan reads its options at startup, so changing the variable inside the
-        # process only affects children). Our pytest exit status is written to a file,
-        # since LeakSanitizer replaces the exit status of a leaking process. UBSan
-        # writes its reports to stderr whatever log_path says: pytest captures at the
-        # sys level only (--capture=sys), so they reach stderr.log for the report.
+        # off, and pytest's exit status goes to a file (see tools/memcheck/run_pytest.py).
+        # UBSan writes its reports to stderr whatever log_path says: pytest captures at
+        # the sys level only (--capture=sys), so they reach stderr.log for the report.
         (cd "$work" && ASAN_OPTIONS="detect_leaks=1:$common" \
-            CM_CHILD_ASAN_OPTIONS="detect_leaks=0:$common" "$PY" -c '
-import os, sys
-os.environ["ASAN_OPTIONS"] = os.environ.pop("CM_CHILD_ASAN_OPTIONS")
-import pytest
-rc = int(pytest.main(sys.argv[2:]))
-with open(sys.argv[1], "w") as f:
-    f.write(str(rc))
-sys.exit(rc)
-' "$logs/pytest.rc" -p no:cacheprovider --capture=sys "${PYTEST_ARGS[@]}" \
+            CM_CHILD_ASAN_OPTIONS="detect_leaks=0:$common" "$PY" "$MEMCHECK/run_pytest.py" \
+            "$logs/pytest.rc" -p no:cacheprovider --capture=sys "${PYTEST_ARGS[@]}" \
             2> >(tee "$logs/stderr.log" >&2))
         prc="$(cat "$logs/pytest.rc" 2>/dev/null || echo crashed)"
         echo "sanitize.sh [$mode]: test suite exit status $prc, $((SECONDS - start)) s"

@@ -3,6 +3,8 @@ set the environment and call these files by path.
 
 * scenarios.py: the memory scenarios, one per process, under valgrind or ASan.
 * report.py: which of valgrind's or the sanitizers' records are the engine's doing.
+* run_pytest.py: the test suite under ASan (sanitize.sh), leaks checked in its own
+  process only.
 * asan_value_alloc.h: the Value allocator ASan can see, force-included into
   sanitize.sh's build.
 * build_requirements.py: pyproject.toml's build requirements, for the scratch builds
