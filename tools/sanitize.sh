@@ -28,7 +28,8 @@
 # * Leaks: CPython and numpy never free some of their own memory at exit, so a leak
 #   report alone means nothing. Only leaks whose allocation stack has a frame in the
 #   engine (cmicrograd/_engine*.so, _engine.c, value_alloc.h, *.pyx, *.pxi) count; the
-#   others are counted and left in the logs. The test suite runs with ASan's fast
+#   others are counted and left in the logs (tools/memcheck/report.py, which also
+#   parses tools/valgrind.sh's logs, sorts them). The test suite runs with ASan's fast
 #   (frame-pointer) unwinder, which cannot walk through CPython's frames, so there
 #   only allocations the engine makes itself are attributed; the scenarios run with
 #   the full unwinder (fast_unwind_on_malloc=0), which attributes every leak but is

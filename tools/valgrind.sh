@@ -25,7 +25,8 @@
 # import; and a PyObject* points 16 bytes into its GC block, so blocks look "possibly
 # lost". Those records are counted, not shown, and kept in the XML logs (--keep).
 # valgrind's own exit status (--error-exitcode=1) is therefore 1 on every run: it is
-# printed, but the verdict is the attribution above.
+# printed, but the verdict is the attribution above (tools/memcheck/report.py, which
+# tools/sanitize.sh shares).
 #
 # One scenario pins a documented limitation, like a strict xfail: operand_cycle_leak
 # (a cycle closed by an operand pointer is never collected; see the README's "Memory,
