@@ -29,7 +29,6 @@ import pickle
 import struct
 import sys
 import threading
-from typing import ClassVar
 
 # numpy first: its import leaks a few objects on purpose, and CPython's free lists would
 # hand it tuples and floats the engine freed before, which LeakSanitizer would then
@@ -580,7 +579,7 @@ def compiled_graphs():
 
 class Replays(Function):
     """A Function whose forward and backward replay other compiled graphs."""
-    others: ClassVar[list] = []
+    others = []  # noqa: RUF012 (one list for the class: the scenario fills and empties it)
 
     @staticmethod
     def replay_others():
