@@ -1,5 +1,8 @@
 # Sourced by tools/sanitize.sh and tools/valgrind.sh, which define die().
 #
+#   MEMCHECK
+# the folder of the programs those scripts run: tools/memcheck/ (see its __init__.py).
+#
 #   find_python ROOT
 # sets PY to the interpreter to test with: $PYTHON, else ROOT/.venv or ROOT/venv, else
 # python3, resolved to the interpreter itself (not a wrapper that may pick another one).
@@ -12,19 +15,13 @@
 # installs pyproject.toml's [build-system] requires (setuptools, Cython) into TARGET with
 # pip --target, as pip's isolated builds would, so that a scratch build of the engine
 # needs nothing installed in PYTHON itself. PREFIX names the calling script in messages.
+
+MEMCHECK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/memcheck"
+
 install_build_requirements() {
     local py=$1 root=$2 target=$3 prefix=$4 reqs
-    reqs="$("$py" - "$root/pyproject.toml" <<'PYEOF'
-import re, sys
-text = open(sys.argv[1]).read()
-try:
-    import tomllib
-    print("\n".join(tomllib.loads(text)["build-system"]["requires"]))
-except ImportError:  # Python < 3.11
-    m = re.search(r"^\[build-system\][^\[]*?requires\s*=\s*\[(.*?)\]", text, re.S | re.M)
-    print("\n".join(re.findall(r'"([^"]+)"', m.group(1))) if m else "Cython>=3.1,<4")
-PYEOF
-    )" || { echo "$prefix: cannot read $root/pyproject.toml" >&2; return 2; }
+    reqs="$("$py" "$MEMCHECK/build_requirements.py" "$root/pyproject.toml")" \
+        || { echo "$prefix: cannot read $root/pyproject.toml" >&2; return 2; }
     local -a arr
     mapfile -t arr <<< "$reqs"
     echo "$prefix: installing the build requirements (${arr[*]}) into $target"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build cmicrograd's compiled engine with AddressSanitizer + UndefinedBehaviorSanitizer
-# and run the whole test suite, then tools/valgrind.sh's memory scenarios, under it.
+# and run the whole test suite, then the memory scenarios (tools/memcheck/scenarios.py,
+# which tools/valgrind.sh runs too), under it.
 #
 #   tools/sanitize.sh [--mode chunks|malloc|both] [--no-tests] [--no-scenarios]
 #                     [--keep] [-- PYTEST_ARGS...]
@@ -18,8 +19,8 @@
 # * Python is not instrumented, so libasan is LD_PRELOADed; PYTHONMALLOC=malloc makes
 #   every Python allocation a malloc() that ASan can see.
 # * The engine keeps Values in its own 64 KiB chunks (src/value_alloc.h), where ASan
-#   cannot see a dead Value. A header force-included into the build (no source change)
-#   fixes that, in one of two modes:
+#   cannot see a dead Value. A header force-included into the build (no source change),
+#   tools/memcheck/asan_value_alloc.h, fixes that, in one of two modes:
 #     chunks  the engine's real allocator; a freed slot is poisoned until reused
 #     malloc  every Value is its own malloc() block: ASan's quarantine catches any use
 #             after free, LeakSanitizer sees a Value that lost its last reference
@@ -27,7 +28,8 @@
 # * Leaks: CPython and numpy never free some of their own memory at exit, so a leak
 #   report alone means nothing. Only leaks whose allocation stack has a frame in the
 #   engine (cmicrograd/_engine*.so, _engine.c, value_alloc.h, *.pyx, *.pxi) count; the
-#   others are counted and left in the logs. The test suite runs with ASan's fast
+#   others are counted and left in the logs (tools/memcheck/report.py, which also
+#   parses tools/valgrind.sh's logs, sorts them). The test suite runs with ASan's fast
 #   (frame-pointer) unwinder, which cannot walk through CPython's frames, so there
 #   only allocations the engine makes itself are attributed; the scenarios run with
 #   the full unwinder (fast_unwind_on_malloc=0), which attributes every leak but is
@@ -110,132 +112,8 @@ echo "sanitize.sh: $CC with -fsanitize=$SAN, runtime $LIBASAN; python $PY"
 install_build_requirements "$PY" "$ROOT" "$SCRATCH/buildtools" sanitize.sh || exit 2
 BUILD_PYTHONPATH="$SCRATCH/buildtools"
 
-# ---- the scenarios (one source: tools/valgrind.sh) -----------------------------------
-bash "$HERE/valgrind.sh" --print-scenarios > "$SCRATCH/scenarios.py" \
-    || die "tools/valgrind.sh --print-scenarios failed"
-
-# ---- the force-included allocator header ---------------------------------------------
-cat > "$SCRATCH/asan_value_alloc.h" <<'EOF'
-/* Force-included by tools/sanitize.sh before src/_engine.c (the sources are unchanged).
- * CM_ASAN_MALLOC: every Value its own malloc() block (replaces src/value_alloc.h).
- * Otherwise: the real chunk allocator, with each freed slot poisoned until reused. */
-#ifndef CMICROGRAD_ASAN_VALUE_ALLOC_H
-#define CMICROGRAD_ASAN_VALUE_ALLOC_H
-#ifndef PY_SSIZE_T_CLEAN
-#define PY_SSIZE_T_CLEAN
-#endif
-#include <Python.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sanitizer/asan_interface.h>
-
-#ifdef CM_ASAN_MALLOC
-#define CMICROGRAD_VALUE_ALLOC_H
-#define CM_GC_HEAD (2 * sizeof(uintptr_t))
-static size_t cm_slot_size;
-static Py_ssize_t cm_live = 0;
-static int cm_alloc_init(Py_ssize_t basicsize) {
-    cm_slot_size = (CM_GC_HEAD + (size_t)basicsize + 15) & ~(size_t)15;
-    return 0;
-}
-static inline PyObject *cm_value_alloc_raw(PyTypeObject *type) {
-    char *mem = (char *)malloc(cm_slot_size);
-    PyObject *o;
-    if (mem == NULL) return PyErr_NoMemory();
-    memset(mem, 0, CM_GC_HEAD);
-    cm_live++;
-    o = (PyObject *)(mem + CM_GC_HEAD);
-    (void)PyObject_Init(o, type);
-    return o;
-}
-static PyObject *cm_value_alloc(PyTypeObject *type, Py_ssize_t nitems) {
-    char *mem = (char *)calloc(1, cm_slot_size);
-    PyObject *o;
-    (void)nitems;
-    if (mem == NULL) return PyErr_NoMemory();
-    cm_live++;
-    o = (PyObject *)(mem + CM_GC_HEAD);
-    (void)PyObject_Init(o, type);
-    return o;
-}
-static inline int cm_is_tracked(PyObject *o) { return ((uintptr_t *)o)[-2] != 0; }
-static void cm_value_free(void *op) { free((char *)op - CM_GC_HEAD); cm_live--; }
-static Py_ssize_t cm_trim(void) { return 0; }
-/* bytes of live Values: 0 exactly when no Value is alive, as with the chunks */
-static Py_ssize_t cm_bytes_held(void) { return cm_live * (Py_ssize_t)cm_slot_size; }
-
-#else
-/* Chunks may come straight from mmap: unpoison a region before it is unmapped, or a
-   later mapping at the same address would inherit the poison. */
-#include <sys/mman.h>
-static int cm_asan_munmap(void *p, size_t n) {
-    ASAN_UNPOISON_MEMORY_REGION(p, n);
-    return (munmap)(p, n);
-}
-#define munmap cm_asan_munmap
-#include "value_alloc.h"
-static PyObject *cm_asan_value_alloc(PyTypeObject *type, Py_ssize_t nitems) {
-    char *mem = cm_slot_alloc();
-    PyObject *o;
-    (void)nitems;
-    if (mem == NULL) return PyErr_NoMemory();
-    ASAN_UNPOISON_MEMORY_REGION(mem, cm_slot_size);
-    memset(mem, 0, cm_slot_size);
-    o = (PyObject *)(mem + CM_GC_HEAD);
-    (void)PyObject_Init(o, type);
-    return o;
-}
-static inline PyObject *cm_asan_value_alloc_raw(PyTypeObject *type) {
-    char *mem = cm_slot_alloc();
-    PyObject *o;
-    if (mem == NULL) return PyErr_NoMemory();
-    ASAN_UNPOISON_MEMORY_REGION(mem, cm_slot_size);
-    memset(mem, 0, CM_GC_HEAD);
-    o = (PyObject *)(mem + CM_GC_HEAD);
-    (void)PyObject_Init(o, type);
-    return o;
-}
-static void cm_asan_value_free(void *op) {
-    /* poison first: cm_value_free reads only the chunk's header, and may free the chunk */
-    ASAN_POISON_MEMORY_REGION((char *)op - CM_GC_HEAD, cm_slot_size);
-    cm_value_free(op);
-}
-#define cm_value_alloc cm_asan_value_alloc
-#define cm_value_alloc_raw cm_asan_value_alloc_raw
-#define cm_value_free cm_asan_value_free
-#endif
-#endif
-EOF
-
-# ---- the report parser -----------------------------------------------------------------
-cat > "$SCRATCH/report.py" <<'EOF'
-"""Summarise ASan/LSan/UBSan logs: print what is ours, exit 1 if anything is."""
-import glob, os, re, sys
-
-OURS = re.compile(r"cmicrograd/_engine[.\w-]*\.so|_engine\.c:|value_alloc\.h|\.pyx:|\.pxi:"
-                  r"|__pyx_\w*10cmicrograd")
-logdir, label = sys.argv[1], sys.argv[2]
-errors, leaks, foreign, ub = [], [], [], []
-for path in sorted(glob.glob(os.path.join(logdir, "*"))):
-    text = open(path, errors="replace").read()
-    for m in re.finditer(r"^==\d+==ERROR: AddressSanitizer: .*?(?=^==\d+==ABORTING|\Z)", text, re.M | re.S):
-        errors.append((path, m.group(0)))
-    for m in re.finditer(r"^(Direct|Indirect) leak of .*?(?=^\s*$)", text, re.M | re.S):
-        (leaks if OURS.search(m.group(0)) else foreign).append((path, m.group(0)))
-    for m in re.finditer(r"^.*runtime error:.*?(?=^\s*$|\Z)", text, re.M | re.S):
-        ub.append((path, m.group(0)))
-bad = 0
-for kind, items in (("ASan error", errors), ("UBSan error", ub), ("leak through the engine", leaks)):
-    for path, block in items:
-        bad += 1
-        print(f"---- {label}: {kind} ({os.path.basename(path)})")
-        print("\n".join(block.splitlines()[:40]))
-print(f"{label}: {len(errors)} ASan errors, {len(ub)} UBSan errors, "
-      f"{len(leaks)} leaks through the engine, {len(foreign)} leak records outside it "
-      f"(CPython/numpy; ignored)")
-sys.exit(1 if bad else 0)
-EOF
+# the scenarios tools/valgrind.sh runs too
+SCENARIOS="$MEMCHECK/scenarios.py"
 
 # ---- build, run, report, per mode ----------------------------------------------------------
 status=0
@@ -245,7 +123,10 @@ for mode in "${MODES[@]}"; do
     mkdir -p "$logs"
     copy_checkout "$ROOT" "$work"
     cflags="-fsanitize=$SAN -fno-omit-frame-pointer -g -O1"
-    cflags="$cflags -include $SCRATCH/asan_value_alloc.h"
+    # the build's own copy of the header, taken with the sources it is built with
+    header="$work/tools/memcheck/asan_value_alloc.h"
+    [ -f "$header" ] || die "no $header in the copy of the checkout"
+    cflags="$cflags -include $header"
     [ "$mode" = malloc ] && cflags="$cflags -DCM_ASAN_MALLOC"
     echo "sanitize.sh [$mode]: building in $work"
     start=$SECONDS
@@ -271,28 +152,19 @@ for mode in "${MODES[@]}"; do
     case "$where" in
         "cython $work/"*) echo "sanitize.sh [$mode]: testing $where" ;;
         *) echo "$where"; unset LD_PRELOAD PYTHONMALLOC
-           "$PY" "$SCRATCH/report.py" "$logs" "$mode (import)"
+           "$PY" "$MEMCHECK/report.py" sanitizers "$logs" "$mode (import)"
            die "importing the instrumented engine failed (see above)" ;;
     esac
 
     if [ "$RUN_TESTS" = 1 ]; then
         start=$SECONDS
         # The test process checks for leaks; processes it starts run with leak checks
-        # off (ASan reads its options at startup, so changing the variable inside the
-        # process only affects children). Our pytest exit status is written to a file,
-        # since LeakSanitizer replaces the exit status of a leaking process. UBSan
-        # writes its reports to stderr whatever log_path says: pytest captures at the
-        # sys level only (--capture=sys), so they reach stderr.log for the report.
+        # off, and pytest's exit status goes to a file (see tools/memcheck/run_pytest.py).
+        # UBSan writes its reports to stderr whatever log_path says: pytest captures at
+        # the sys level only (--capture=sys), so they reach stderr.log for the report.
         (cd "$work" && ASAN_OPTIONS="detect_leaks=1:$common" \
-            CM_CHILD_ASAN_OPTIONS="detect_leaks=0:$common" "$PY" -c '
-import os, sys
-os.environ["ASAN_OPTIONS"] = os.environ.pop("CM_CHILD_ASAN_OPTIONS")
-import pytest
-rc = int(pytest.main(sys.argv[2:]))
-with open(sys.argv[1], "w") as f:
-    f.write(str(rc))
-sys.exit(rc)
-' "$logs/pytest.rc" -p no:cacheprovider --capture=sys "${PYTEST_ARGS[@]}" \
+            CM_CHILD_ASAN_OPTIONS="detect_leaks=0:$common" "$PY" "$MEMCHECK/run_pytest.py" \
+            "$logs/pytest.rc" -p no:cacheprovider --capture=sys "${PYTEST_ARGS[@]}" \
             2> >(tee "$logs/stderr.log" >&2))
         prc="$(cat "$logs/pytest.rc" 2>/dev/null || echo crashed)"
         echo "sanitize.sh [$mode]: test suite exit status $prc, $((SECONDS - start)) s"
@@ -301,13 +173,13 @@ sys.exit(rc)
 
     if [ "$RUN_SCENARIOS" = 1 ]; then
         start=$SECONDS
-        known="$(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCRATCH/scenarios.py" --list | awk '/known/ {print $1}')"
-        for name in $(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCRATCH/scenarios.py" --list | awk '{print $1}'); do
+        known="$(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCENARIOS" --list | awk '/known/ {print $1}')"
+        for name in $(ASAN_OPTIONS=detect_leaks=0 "$PY" "$SCENARIOS" --list | awk '{print $1}'); do
             # a scenario pinning a documented leak runs without LeakSanitizer (it would
             # report that leak); ASan still checks every access
             leaks=1; if grep -qxF "$name" <<< "$known"; then leaks=0; fi
             (cd "$SCRATCH" && ASAN_OPTIONS="detect_leaks=$leaks:fast_unwind_on_malloc=0:$common" \
-                "$PY" scenarios.py "$name" >"$logs/scenario-$name.out" 2>&1)
+                "$PY" "$SCENARIOS" "$name" >"$logs/scenario-$name.out" 2>&1)
             rc=$?
             # the scenario's verdict is its last line: LeakSanitizer replaces the exit
             # status whenever CPython or numpy leak (the report below sorts leaks out)
@@ -323,7 +195,7 @@ sys.exit(rc)
         echo "sanitize.sh [$mode]: scenarios took $((SECONDS - start)) s"
     fi
     unset LD_PRELOAD PYTHONMALLOC UBSAN_OPTIONS PYTHONPATH
-    "$PY" "$SCRATCH/report.py" "$logs" "$mode" || status=1
+    "$PY" "$MEMCHECK/report.py" sanitizers "$logs" "$mode" || status=1
     if [ "$KEEP" = 1 ]; then echo "sanitize.sh [$mode]: logs in $logs"; fi
 done
 if [ $status = 0 ]; then

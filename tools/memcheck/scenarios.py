@@ -1,0 +1,710 @@
+"""Memory-checking scenarios for cmicrograd's compiled engine.
+
+    python tools/memcheck/scenarios.py --list     the scenario names (a known finding marked)
+    python tools/memcheck/scenarios.py NAME       run one scenario
+
+tools/valgrind.sh runs each scenario in its own process under valgrind, tools/sanitize.sh
+under AddressSanitizer; both put the engine they built first on PYTHONPATH and take the
+verdict from the line the scenario ends with: "scenario NAME: ok", or for a scenario
+that pins a documented limitation "scenario NAME: leaks N bytes of Values, as
+documented (...)". Exit status: 0 fine, 1 the scenario raised, 2 usage, 3 Values leaked
+(or a known leak no longer reproduces). Importing this module only defines the scenarios.
+
+Each scenario exercises one part of the engine's memory management and then checks
+that every Value it made is gone: after gc.collect(), cmicrograd._engine._trim_memory()
+(the bytes of Value chunks still in use) must be back to what it was before. valgrind
+and LeakSanitizer cannot see a leaked Value by themselves, because the engine's
+allocator keeps every chunk reachable.
+
+It needs cmicrograd (with its compiled engine) and numpy, nothing from tests/, so that
+it also runs against an installed wheel (tools/valgrind.sh --installed).
+"""
+
+import copy
+import functools
+import gc
+import math
+import operator
+import pickle
+import struct
+import sys
+import threading
+
+# numpy first: its import leaks a few objects on purpose, and CPython's free lists would
+# hand it tuples and floats the engine freed before, which LeakSanitizer would then
+# report with the engine's allocation stack
+import numpy  # noqa: F401
+
+import cmicrograd._engine as E
+from cmicrograd import nn
+from cmicrograd.function import Function
+from cmicrograd.losses import hinge_loss, l2_regularization
+from cmicrograd.optim import SGD
+
+V = E.Value
+SCENARIOS = {}
+KNOWN = {}  # scenario -> the documented limitation it pins (it fails once that is lifted)
+
+
+def scenario(fn=None, *, known=None):
+    def register(f):
+        SCENARIOS[f.__name__] = f
+        if known:
+            KNOWN[f.__name__] = known
+        return f
+    return register(fn) if fn is not None else register
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def noop():
+    pass
+
+
+def chain(x, n, op=operator.mul, k=1.0):
+    """x op k op k ... (n ops), built in C by functools.reduce: one node per op."""
+    return functools.reduce(op, [k] * n, x)
+
+
+# ---------------------------------------------------------------------------------------
+@scenario
+def deep_chains():
+    """Build, backward and free deep chains of every op (freeing is iterative)."""
+    x = V(0.5)
+    y = x
+    for i in range(20_000):
+        r = i % 8
+        if r == 0:
+            y = y * 1.0 + 0.0
+        elif r == 1:
+            y = (y - 0.25).relu() + 0.25
+        elif r == 2:
+            y = y.tanh() * 0.5 + 0.25
+        elif r == 3:
+            y = (y * 0.0).exp() * y
+        elif r == 4:
+            y = (y + 1.0).log() * 0.0 + y
+        elif r == 5:
+            y = y.sigmoid() * 0.0 + y
+        elif r == 6:
+            y = (y ** 2) ** 0.5
+        else:
+            y = 1.0 / (1.0 / y) - (y - y)
+    y.backward()
+    check(math.isfinite(x.grad), "finite grad")
+    del y
+    z = chain(V(1.0), 300_000)          # one CONST_B node per op
+    z.backward()
+    a = V(2.0)
+    w = chain(a, 100_000, operator.add, a)  # a + a + a ...: every node shares one leaf
+    w.backward()
+    check(a.grad == 100_001.0, "a + a + ... accumulates")
+    del z, w
+
+
+@scenario
+def mlp_training():
+    """A few SGD steps of an MLP with hinge loss and L2 (the README's loop)."""
+    import random
+    random.seed(1)
+    model = nn.MLP(2, [8, 8, 1])
+    X = [[math.cos(i), math.sin(2 * i)] for i in range(16)]
+    y = [1 if i % 2 else -1 for i in range(16)]
+    opt = SGD(model.parameters(), lr=0.05)
+    for _ in range(5):
+        scores = [model(list(map(V, row))) for row in X]
+        loss = hinge_loss(scores, y) + l2_regularization(model.parameters(), 1e-4)
+        model.zero_grad()
+        loss.backward()
+        opt.step()
+    check(math.isfinite(loss.data), "finite loss")
+    # inputs as floats (inline constants in the fused sums) and a tanh network
+    model2 = nn.MLP(3, [4, 1], activation="tanh")
+    for _ in range(3):
+        out = model2([0.5, -1.0, 2.0])
+        model2.zero_grad()
+        (out * out).backward()
+        SGD(model2.parameters(), lr=0.1).step()
+
+
+@scenario
+def pickling():
+    """pickle / deepcopy of leaves, graphs with labels and custom ops, deep graphs,
+    and the error paths of unpickling."""
+    a, b = V(1.5, label="a"), V(-2.0, label="b")
+    out = ((a * b + a) ** 2 - 3 / b).tanh() + a.exp() + b.sigmoid() * 2 + (a * a).log()
+    out = out ** 3.0 + a ** 2  # POW with a float and an int exponent
+    import numpy as np
+    out = out + a ** np.float64(2.0)  # a record holding micrograd's op spelling
+    out.label = "out"
+    c = V(0.3, (a, b), "custom")
+    c._backward = noop  # a picklable custom backward
+    out = out + c
+    for proto in (2, pickle.HIGHEST_PROTOCOL):
+        r = pickle.loads(pickle.dumps(out, protocol=proto))
+        r.backward()
+        check(r.data == out.data, "same data")
+    d = copy.deepcopy(out)
+    d.backward()
+    s = copy.copy(out)
+    s.backward()
+    leaf = pickle.loads(pickle.dumps(V(2.0, label="leaf")))
+    check(leaf.label == "leaf", "leaf label")
+    params, loss = pickle.loads(pickle.dumps(([a], a * a + 1)))
+    check(loss._prev[0]._prev[0] is params[0], "shared leaf identity")
+    deep = chain(V(0.5), 50_000, operator.add, 1.0)
+    deep2 = pickle.loads(pickle.dumps(deep))
+    deep2.backward()
+    del deep, deep2
+    # corrupt pickles: each must raise and free what it built
+    good = out.__reduce__()[1]
+    version, n, nums, meta, kids, leaves, extras = good
+    bad_kids = bytearray(kids)
+    bad_kids[-16:-8] = struct.pack("q", n - 1)  # the root's own index as its operand
+    for args in [
+        (99, n, nums, meta, kids, leaves, extras),
+        (version, n, nums[:-8], meta, kids, leaves, extras),
+        (version, n, nums, meta, bytes(bad_kids), leaves, extras),
+    ]:
+        try:
+            E._rebuild(*args)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a corrupt graph pickle was accepted")
+    lacks = (version, 1, struct.pack("4d", 0, 0, 0, 0), bytes([1, 0]),
+             struct.pack("2q", -1, -1), [], {})
+    try:
+        E._rebuild(*lacks)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("an op node without operands was accepted")
+
+
+@scenario
+def dot_expansion():
+    """Fused weighted sums: backward, expansion by _prev / _backward / pickling /
+    _topological_order / a custom node, and freeing expanded and unexpanded ones."""
+    w = [V(0.1 * i - 0.3) for i in range(7)]
+    xs = [V(float(i)) for i in range(7)]
+    b = V(0.5)
+    s1 = E.weighted_sum(w, xs, b)            # Value inputs
+    s2 = E.weighted_sum(w, [0.5] * 7, b)     # float inputs: inline constants
+    s3 = E.weighted_sum([b] + w[1:], [b] + xs[1:], b)  # the bias as a term too
+    s4 = E.weighted_sum(w[:1], [2.0], w[0])  # one term, bias == weight
+    s5 = E.weighted_sum(w, [1, 2, 3, 4, 5, 6, 7], b)  # ints: built node by node
+    s6 = E.weighted_sum([], [], b)
+    total = s1 * s2 + s3 + s4 + s5 + s6
+    total.backward()
+    g1 = [v.grad for v in w]
+    E.zero_grad(w + xs + [b])
+    for s in (s1, s2, s3):
+        check(len(s._prev) == 2, "an expanded sum has two children")  # expands
+    s4._backward()
+    order = E._topological_order(total)
+    check(len(order) > 40, "expanded graph")
+    E.zero_grad(order)
+    total.backward()
+    check([v.grad for v in w] == g1, "expansion keeps the bits")
+    # a custom node above an unexpanded sum: backward expands everything first
+    s7 = E.weighted_sum(w, xs, b)
+    cnode = V(s7.data, (s7,), "id")
+
+    def back():
+        s7.grad += cnode.grad
+    cnode._backward = back
+    (cnode * 2).backward()
+    # pickling an unexpanded sum, and one freed without ever being expanded
+    p = pickle.loads(pickle.dumps(E.weighted_sum(w, xs, b)))
+    p.backward()
+    unexpanded = [E.weighted_sum(w, xs, b) for _ in range(50)]
+    for u in unexpanded[::2]:
+        u.backward()
+    del unexpanded
+    # layer_forward (the C loop of Layer) and a long sum
+    layer = nn.Layer(7, 5, activation="tanh")
+    outs = E.layer_forward(layer.neurons, xs)
+    sum(outs).backward()
+    long_w = [V(1.0) for _ in range(20_000)]
+    big = E.weighted_sum(long_w, [1.0] * 20_000, V(0.0))
+    big.backward()
+    check(big._prev[1]._op == "*", "expanded long sum")
+    del big
+
+
+class Cube(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_values
+        return 3 * x ** 2 * grad
+
+
+@scenario
+def custom_backward():
+    """Closures as _backward (the lecture), Function.apply, a custom backward on op
+    nodes, fused sums and leaves, and closure cycles left to the GC."""
+    for _ in range(200):
+        x = V(0.5)
+        t = math.tanh(x.data)
+        out = V(t, (x,), "my_tanh")
+
+        def _backward(x=x, out=out, t=t):
+            x.grad += (1 - t ** 2) * out.grad
+        out._backward = _backward
+        (out * 2).backward()
+        check(x.grad == 2 * (1 - t ** 2), "lecture tanh")
+        # a cycle out -> record -> closure -> out, for the GC to collect (but the del
+        # empties the closure's cell, so refcounting frees out2 before the GC sees it)
+        out2 = V(1.0, (x,), "cyc")
+        out2._backward = lambda: out2.grad  # noqa: B023, F821 (the cell, as above)
+        del out2
+    y = Cube.apply(V(2.0)) * 3
+    y.backward()
+    m = V(2.0) * V(3.0)                 # an op node turned custom
+    m._backward = lambda: None
+    (m + 1).backward()
+    d = E.weighted_sum([V(1.0), V(2.0)], [3.0, 4.0], V(0.0))
+    d._backward = lambda: None          # a fused sum turned custom
+    d.backward()
+    leaf = V(1.0)
+    leaf._backward = lambda: None
+    (leaf * leaf).backward()
+    plain = V(3.0, (V(1.0), V(2.0)), "+")  # children, no backward
+    plain.backward()
+    gc.collect()
+
+
+def _reentrant(engine):
+    Val = engine.Value
+    w = [Val(0.1 * i) for i in range(5)]
+    inner_roots = []
+
+    def make_inner(depth):
+        s = engine.weighted_sum(w, [1.0] * 5, Val(0.0))
+        if depth:
+            node = Val(s.data, (s,), "nested")
+
+            def back():
+                s.grad += node.grad
+                make_inner(depth - 1).backward()
+            node._backward = back
+            return node * 1.0
+        return s * 2.0
+
+    x = Val(1.0)
+    y = chain(x, 1000)
+    outer = Val(y.data, (y,), "outer")
+
+    def outer_back():
+        y.grad += outer.grad
+        inner = make_inner(3)
+        inner.backward()
+        inner_roots.append(inner.data)
+        (y * 1.0).backward()            # a part of the graph being walked
+    outer._backward = outer_back
+    (outer + 0.0).backward()
+    return x.grad, [v.grad for v in w], inner_roots
+
+
+@scenario
+def reentrant_backward():
+    """A custom backward that runs backward() on another graph (and on a part of its
+    own), nested, with fused sums and custom nodes inside: the same numbers as the
+    pure-Python engine."""
+    from cmicrograd.reference import engine as R
+    got = _reentrant(E)
+    want = _reentrant(R)
+    check(got == want, f"reentrant backward: {got} != {want}")
+
+
+@scenario
+def backward_exceptions():
+    """Errors raised in the middle of backward (math errors, a raising callback) leave
+    no marks behind: the next backward reaches every node."""
+    z = V(0.0)
+    y = chain(z ** 0.5, 1000)           # d/dz z**0.5 at 0: ZeroDivisionError
+    try:
+        y.backward()
+    except ZeroDivisionError:
+        pass
+    else:
+        raise AssertionError("expected ZeroDivisionError")
+    z.data = 4.0
+    y2 = chain(z ** 0.5, 1000)
+    y2.backward()
+    check(z.grad == 0.25, "clean second pass")
+    n = V(-8.0)
+    try:
+        (n ** (1 / 3)).backward()
+    except ValueError:
+        pass
+    for bad in (lambda: V(0.0).log(), lambda: V(1000.0).exp(), lambda: V(-1.0) ** 0.5,
+                lambda: V(0.0) ** -1, lambda: V(2.0) ** V(2.0), lambda: V("x")):
+        try:
+            bad()
+        except (ValueError, OverflowError, ZeroDivisionError, TypeError):
+            pass
+    a = V(1.0)
+    boom = V(2.0, (a,), "boom")
+
+    def raise_():
+        raise RuntimeError("from a custom backward")
+    boom._backward = raise_
+    top = chain(boom, 500) + E.weighted_sum([a], [2.0], a)
+    for _ in range(3):
+        try:
+            top.backward()
+        except RuntimeError:
+            pass
+        else:
+            raise AssertionError("expected RuntimeError")
+    boom._backward = lambda: None
+    E.zero_grad(E._topological_order(top))
+    top.backward()
+    check(a.grad == 3.0, "after the error the graph is whole")
+
+
+@scenario
+def callback_mutation():
+    """Callbacks that change the graph while backward walks it: re-initialising nodes
+    not yet processed, materialising constants, turning nodes custom, dropping every
+    outside reference to the graph."""
+    x = V(1.5)
+    g = {}
+    g["a"] = x * 2.0          # inline constant
+    g["b"] = g["a"] * x
+    g["c"] = g["b"] + 1.0
+    g["d"] = (g["c"] * g["c"]).tanh()
+    cb = V(g["d"].data, (g["d"],), "cb")
+
+    def mutate():
+        g["d"].grad += cb.grad
+        g["a"]._prev  # noqa: B018 (materialise a's constant; a not processed yet)
+        g["b"]._backward = lambda: None   # b becomes custom while queued as built-in
+        g["c"].__init__(3.0)              # c becomes a leaf: its operands are released
+        g.clear()                         # drop every outside reference to the graph
+    cb._backward = mutate
+    (cb * 1.0).backward()
+    check(not g, "the callback ran")
+    # re-initialising every kind of node outside backward
+    w = [V(1.0), V(2.0)]
+    nodes = [w[0] * 2.0, w[0] + w[1], w[0].tanh(), E.weighted_sum(w, [1.0, 2.0], V(0.0)),
+             E.weighted_sum(w, w, w[0]), V(1.0, (w[0],), "c"), w[0] ** 2]
+    for i, node in enumerate(nodes):
+        node.__init__(float(i), (w[1],) if i % 2 else (), "re" if i % 2 else "", "lbl")
+    for node in nodes:
+        (node * 2).backward()
+        pickle.loads(pickle.dumps(node))
+
+
+@scenario
+def finalizers_during_free():
+    """Python code running while a graph is being freed (a finalizer of an object a
+    closure holds) builds, backprops and frees other graphs."""
+    log = []
+
+    class Busy:
+        def __del__(self):
+            t = chain(V(1.0), 2000)
+            t.backward()
+            u = E.weighted_sum([V(1.0)] * 3, [1.0] * 3, V(0.0))
+            u.backward()
+            log.append(1)
+            del t, u
+
+    for _ in range(20):
+        root = V(1.0)
+        for _ in range(5):
+            busy = Busy()
+            node = V(root.data, (root,), "f")
+            node._backward = (lambda busy=busy: None)
+            root = chain(node, 200)
+            del busy
+        del node
+        root.backward()
+        del root
+    gc.collect()
+    check(len(log) == 100, f"every finalizer ran ({len(log)})")
+
+
+@scenario
+def gc_interaction():
+    """The cyclic GC meets Values: collections inside backward callbacks, cycles through
+    records and children, gc.get_referents, a node whose record the GC cleared."""
+    for i in range(50):
+        a = V(float(i))
+        c = V(1.0, (a,), "self")
+        c.__init__(1.0, (a, c), "selfref")   # a node among its own children
+        c._backward = lambda c=c: gc.collect()
+        (c * 2).backward()
+        gc.get_referents(c)
+        del c
+    gc.collect()
+    gc.disable()
+    try:
+        x = V(1.0)
+        r = V(2.0, (x,), "r")
+        r._backward = lambda: gc.collect()
+        keep = chain(r, 100)
+        gc.enable()
+        keep.backward()
+    finally:
+        gc.enable()
+    del keep, r
+    gc.collect()
+
+
+def run_threads(work, n=4):
+    """Run work(i) for i < n in n threads, switching threads as often as the interpreter
+    can; re-raise the first exception a thread caught."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    errors = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 (re-raised by the main thread)
+            errors.append(exc)
+    try:
+        ts = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    if errors:
+        raise errors[0]
+
+
+@scenario
+def threads():
+    """Several threads building, backpropagating, pickling and freeing their own graphs
+    while the interpreter switches threads as often as it can."""
+    def work(seed):
+        for k in range(10):
+            w = [V(seed + 0.01 * i) for i in range(10)]
+            s = E.weighted_sum(w, [1.0] * 10, V(0.0))
+            y = chain(s, 2000) + chain(w[0], 500, operator.add, w[1])
+            node = V(y.data, (y,), "t")
+
+            def back(node=node, y=y):
+                y.grad += node.grad
+                (y * 1.0).backward()
+            node._backward = back
+            node.backward()
+            r = pickle.loads(pickle.dumps(y))
+            r.backward()
+            copy.deepcopy(y).backward()
+            del w, s, y, node, r
+    run_threads(work)
+
+
+@scenario
+def compiled_graphs():
+    """Compile once, replay many (src/tape.pxi): record, replay, feed new inputs, look
+    inside (which writes the tape back and detaches it), re-record, Function nodes, a
+    replay that raises, tapes freed before and after their Values, two tapes in turn."""
+    import random
+
+    import cmicrograd
+    random.seed(2)
+    model = nn.MLP(2, [8, 8, 1])
+    inputs = [[V(0.1 * i), V(-0.3 * i)] for i in range(12)]
+    y = [1 if i % 2 else -1 for i in range(12)]
+    scores = [model(r) for r in inputs]
+    loss = hinge_loss(scores, y) + l2_regularization(model.parameters(), 1e-4)
+    step = cmicrograd.compile(loss)
+    opt = SGD(model.parameters(), lr=0.05)
+
+    def replay(k=3):
+        for j in range(k):
+            step.forward()  # noqa: F821 (`del step` below runs after the last replay)
+            model.zero_grad()
+            step.backward()  # noqa: F821
+            opt.step()
+            cmicrograd.assign(inputs, [[0.1 * i + j, -0.3 * i] for i in range(12)])
+    replay()
+    scores[0]._prev  # noqa: B018 (reveal: write back, detach)
+    replay()                                         # re-record
+    pickle.loads(pickle.dumps(loss)).backward()      # reveal by pickling
+    replay()
+    loss.backward()                                  # an eager backward through it
+    replay()
+    copy.deepcopy(scores[3])
+    del scores                                       # the recording keeps what it needs
+    replay()
+    # Function nodes, and replays that raise half-way
+    x = V(2.0)
+    z = (Cube.apply(x) + x.log()) ** 0.5 + E.weighted_sum([x, x], [1.0, 2.0], x).tanh()
+    cz = cmicrograd.compile(z)
+    for d in (2.0, 3.0, 0.0, -1.0, 1e300, 2.0):
+        x.data = d
+        try:
+            cz.forward()
+            cz.backward()
+        except (ValueError, ZeroDivisionError, OverflowError, RuntimeError):
+            pass
+    cz.forward()
+    cz.backward()
+    cz.backward()                                    # a second backward: full mode
+    # a tape freed while its Values live on, and a tape holding the only references
+    z2 = chain(E.weighted_sum([V(1.0)] * 3, [1.0] * 3, V(0.0)), 1000)
+    c2 = cmicrograd.compile(z2)
+    c2.forward()
+    c2.backward()
+    del c2
+    z2.backward()
+    c3 = cmicrograd.compile(chain(V(1.0), 1000).tanh())
+    c3.forward()
+    c3.backward()
+    del c3
+    # two tapes used in turn: recording one detaches the other
+    a = cmicrograd.compile(chain(V(0.5), 500) * model([1.0, 2.0]))
+    b = cmicrograd.compile(chain(V(0.25), 500) * model([2.0, 1.0]))
+    for _ in range(5):
+        a.forward(); a.backward(); b.forward(); b.backward()
+    del a, b, step, loss, cz, z, z2
+
+
+class Replays(Function):
+    """A Function whose forward and backward replay other compiled graphs."""
+    others = []  # noqa: RUF012 (one list for the class: the scenario fills and empties it)
+
+    @staticmethod
+    def replay_others():
+        for s in Replays.others:
+            s.forward()
+            s.backward()
+
+    @staticmethod
+    def forward(ctx, x):
+        Replays.replay_others()
+        return 2.0 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        Replays.replay_others()
+        return 2.0 * grad
+
+
+@scenario
+def compiled_graph_reentrancy():
+    """A compiled graph whose Function node replays another compiled graph (which
+    records it anew, detaching the first in the middle of its replay)."""
+    import cmicrograd
+    other = cmicrograd.compile(chain(E.weighted_sum([V(1.0), V(2.0)], [3.0, 4.0], V(0.5)), 300))
+    Replays.others = [other]
+    try:
+        x = V(1.5)
+        z = chain(Replays.apply(chain(x, 200).tanh()), 200) * x
+        cz = cmicrograd.compile(z)
+        for d in (1.5, 0.5, -2.0):
+            x.data = d
+            cz.forward()
+            cz.backward()
+        z.backward()
+    finally:
+        Replays.others = []
+
+
+@scenario
+def compiled_graph_threads():
+    """Threads replaying their own compiled graphs (with the GIL released) while
+    another thread looks inside its graph and records it anew."""
+    import random
+
+    import cmicrograd
+    random.seed(3)
+    models = [nn.MLP(2, [8, 8, 1]) for _ in range(4)]
+    losses = []
+    for m in models:
+        rows = [[V(0.2 * i), V(0.1 * i - 1)] for i in range(16)]
+        losses.append(hinge_loss([m(r) for r in rows], [1 if i % 3 else -1 for i in range(16)]))
+    steps = [cmicrograd.compile(loss) for loss in losses]
+
+    def work(i):
+        for _ in range(15):
+            steps[i].forward()
+            models[i].zero_grad()
+            steps[i].backward()
+            if i == 3:
+                losses[i]._prev[0]._prev  # noqa: B018 (reveal, re-record next time)
+    run_threads(work)
+
+
+@scenario(known="documented limitation: a cycle through an operand pointer is invisible to the GC")
+def operand_cycle_leak():
+    """A custom backward on a leaf that refers to a node built from that leaf: the
+    cycle x -> record -> closure -> y -> (operand) -> x. The reference engine's GC
+    collects it; the compiled engine cannot, because its tp_traverse does not visit
+    operands."""
+    x = V(2.0)
+    y = chain(x, 10_000)
+    x._backward = lambda: y.grad  # (no del: that would empty the closure's cell)
+
+
+@scenario
+def crafted_pickle():
+    """A pickle naming only cmicrograd._engine._rebuild, whose leaf is a float: refused
+    with ValueError (before the fix, backward read and wrote the float as a Value)."""
+    class Crafted:
+        def __reduce__(self):
+            nums = struct.pack("8d", 0, 0, 0, 0, 0, 0, 2.0, 0)
+            meta = bytes([0, 0, 2, 2])             # leaf; MUL with an inline constant
+            kids = struct.pack("4q", -1, -1, 0, -1)
+            return (E._rebuild, (1, 2, nums, meta, kids, [(0, 1.5)], {}))
+    try:
+        y = pickle.loads(pickle.dumps(Crafted()))
+    except ValueError:
+        return
+    y.backward()
+    raise AssertionError("a crafted graph pickle was accepted")
+
+
+# ---------------------------------------------------------------------------------------
+def run(name):
+    gc.collect()
+    before = E._trim_memory()
+    SCENARIOS[name]()
+    gc.collect()
+    after = E._trim_memory()
+    if name in KNOWN:  # like a strict xfail: it must still leak, and only Values
+        if after == before:
+            print(f"scenario {name}: the known limitation no longer reproduces; drop its "
+                  f"known= marker", file=sys.stderr)
+            return 3
+        print(f"scenario {name}: leaks {after - before} bytes of Values, as documented "
+              f"({KNOWN[name]})")
+        return 0
+    if after != before:
+        print(f"LEAK: scenario {name} left {after - before} bytes of Value chunks in use "
+              f"(before {before}, after {after})", file=sys.stderr)
+        return 3
+    print(f"scenario {name}: ok")
+    return 0
+
+
+def main(argv):
+    if argv == ["--list"]:
+        for name in SCENARIOS:
+            print(name + (f"  (known finding: {KNOWN[name]})" if name in KNOWN else ""))
+        return 0
+    if len(argv) != 1 or argv[0] not in SCENARIOS:
+        print(f"usage: {sys.argv[0]} --list | NAME", file=sys.stderr)
+        return 2
+    return run(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
