@@ -229,13 +229,18 @@ class MLP(Module):
     @classmethod
     def load(cls, path: Union[str, "os.PathLike[str]"]) -> MLP:
         """Read a model saved by ``save``. The file is parsed as data, never executed:
-        ValueError if it is not a valid model, OSError if it cannot be read."""
+        ValueError naming the file and the problem if it is not a valid model, OSError
+        if it cannot be read."""
+        name = os.fspath(path)
         with open(path, "r", encoding="utf-8") as f:
             try:
                 spec = json.load(f, parse_constant=_json_constant)
             except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raise ValueError(f"{os.fspath(path)} is not valid JSON: {exc}") from None
-        return cls.from_dict(spec)
+                raise ValueError(f"{name}: not valid JSON: {exc}") from None
+        try:
+            return cls.from_dict(spec)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
 
 
 def _json_constant(name: str) -> float:

@@ -215,7 +215,7 @@ def _model(args: argparse.Namespace, nn, nin: int):
         except OSError as exc:
             raise _unreadable("--load", args.load, "a model file", exc) from None
         except ValueError as exc:
-            raise UsageError(f"--load: {args.load}: {exc}") from None
+            raise UsageError(f"--load: {exc}") from None
         if model.nin != nin:
             raise UsageError(f"--load: the model takes {model.nin} inputs but the data has {nin} features")
         if model.nouts[-1] != 1:
