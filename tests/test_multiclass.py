@@ -1,5 +1,6 @@
 """More than two classes: softmax and cross-entropy (stable, replayable, the same bits on
-both engines, PyTorch's numbers) and class-index accuracy."""
+both engines, PyTorch's numbers), class-index accuracy, the spiral and yin-yang data
+and class-index labels from a CSV."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import cmicrograd
+from cmicrograd import datasets
 from cmicrograd.losses import accuracy, cross_entropy, cross_entropy_loss, softmax
 
 LOGITS = [
@@ -125,3 +127,77 @@ def test_class_accuracy(engine):
 def test_bad_input(engine, call, error, message):
     with pytest.raises(error, match=message):
         call(engine.Value)
+
+
+# ---- datasets ------------------------------------------------------------------------
+def test_make_spiral():
+    X, y = datasets.make_spiral(100, classes=3, noise=0.2, seed=3)
+    assert X.shape == (100, 2) and y.dtype.kind == "i"
+    assert np.bincount(y).tolist() == [34, 33, 33]
+    assert np.all(np.hypot(X[:, 0], X[:, 1]) <= 1.0 + 1e-12)  # noise moves the angle only
+    X2, y2 = datasets.make_spiral(100, classes=3, noise=0.2, seed=3)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert not np.array_equal(X, datasets.make_spiral(100, classes=3, noise=0.2, seed=4)[0])
+    X5, y5 = datasets.make_spiral(50, classes=5, noise=0.0)
+    assert set(y5.tolist()) == set(range(5))
+    # without noise, each arm is the curve angle = 4 r + 2 pi j / K
+    r = np.hypot(X5[:, 0], X5[:, 1])
+    angle = np.arctan2(X5[:, 0], X5[:, 1])
+    expected = 4 * r + 2 * np.pi * y5 / 5
+    off = np.angle(np.exp(1j * (angle - expected)))  # the difference, wrapped to (-pi, pi]
+    assert np.allclose(off[r > 0], 0, atol=1e-9)  # (the centre has no angle)
+
+
+def test_make_yinyang():
+    X, y = datasets.make_yinyang(301, seed=5)
+    assert X.shape == (301, 2) and np.bincount(y).tolist() == [101, 100, 100]
+    assert np.all(np.hypot(X[:, 0], X[:, 1]) <= 1.0)
+    dots = np.minimum(np.hypot(X[:, 0], X[:, 1] - 0.5), np.hypot(X[:, 0], X[:, 1] + 0.5)) < 0.2
+    assert np.array_equal(dots, y == 2)
+    outside = (np.hypot(X[:, 0], X[:, 1] - 0.5) >= 0.5) & (np.hypot(X[:, 0], X[:, 1] + 0.5) >= 0.5)
+    assert np.array_equal(y[outside], (X[outside, 0] >= 0).astype(int))  # left yin, right yang
+    X2, _ = datasets.make_yinyang(301, seed=5)
+    assert np.array_equal(X, X2)
+    Xn, yn = datasets.make_yinyang(301, noise=0.1, seed=5)
+    assert np.array_equal(yn, y) and not np.array_equal(Xn, X)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: datasets.make_spiral(2, classes=3), "n_samples must be an int of at least 3"),
+    (lambda: datasets.make_spiral(10, classes=1), "classes must be an int of at least 2"),
+    (lambda: datasets.make_spiral(10, noise=-0.1), "noise must be a finite number >= 0"),
+    (lambda: datasets.make_yinyang(2), "n_samples must be an int of at least 3"),
+    (lambda: datasets.make_yinyang(30, noise=math.inf), "noise must be a finite number >= 0"),
+])
+def test_dataset_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_class_indices():
+    y, k = datasets.class_indices(np.array([0.0, 2.0, 1.0, 2.0]))
+    assert y.tolist() == [0, 2, 1, 2] and y.dtype.kind == "i" and k == 3
+    y, k = datasets.class_indices(np.array([0.0, 3.0]), classes=5)  # K given: gaps are fine
+    assert k == 5
+
+
+@pytest.mark.parametrize("labels, classes, message", [
+    ([1, 2, 3], None, "no row has label 0 \\(class indices start at 0"),
+    ([0, 1, 3], None, "labels run to 3 but no row has label 2"),
+    ([0, 1.5], None, "labels must be class indices 0, 1, 2, ...; found 1.5"),
+    ([-1, 1, 0], None, "found -1.0 \\(two classes may be labelled -1/\\+1 or 0/1\\)"),
+    ([0, 4], 3, "found label 4, but there are 3 classes"),
+    ([], None, "no labels"),
+])
+def test_bad_class_labels(labels, classes, message):
+    with pytest.raises(datasets.DataError, match=message):
+        datasets.class_indices(np.array(labels, dtype=float), classes)
+
+
+def test_csv_with_class_indices(tmp_path):
+    X, y = datasets.make_spiral(30, classes=4, seed=1)
+    path = tmp_path / "spiral.csv"
+    datasets.save_csv(path, X, y)
+    X2, labels = datasets.load_csv(path)
+    y2, k = datasets.class_indices(labels)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2) and k == 4
