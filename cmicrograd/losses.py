@@ -3,6 +3,13 @@ and, for more than two classes, softmax and cross-entropy.
 
 They work on Values of either engine (and plain numbers as targets), so the compiled
 and the pure engine produce the same graph and the same bits.
+
+Softmax and cross-entropy subtract the max of the logits' data first, so that no exp
+overflows. That shift is a number by default: a graph you ``cmicrograd.compile`` would
+replay it at its recorded value (still correct, but no longer the max, and not the bits
+a fresh graph gives). With ``replayable=True`` it is a gradient-free node (a
+``Function``) that every replay recomputes: the same bits as the default, but each such
+node costs a Python call per replay and makes an eager ``backward()`` slower.
 """
 
 from __future__ import annotations
@@ -60,10 +67,8 @@ def accuracy(scores: Sequence[Any], labels: Sequence[Any]) -> float:
 
 # ---- more than two classes -----------------------------------------------------------
 class _Max(Function):
-    """The largest of its inputs' data, with no gradient: softmax's stabilising shift,
-    a constant as far as the derivative goes. It is a node rather than a number so that
-    a compiled replay recomputes it from the current logits (a number would stay the
-    one seen at recording time)."""
+    """The largest of its inputs' data, with no gradient: softmax's stabilising shift as
+    a node, so that a compiled replay recomputes it from the current logits."""
 
     @staticmethod
     def forward(ctx: Context, *xs: float) -> float:
@@ -75,36 +80,41 @@ class _Max(Function):
         return (None,) * ctx.n  # type: ignore[attr-defined]
 
 
-def _shifted(logits: Any, who: str) -> List[Any]:
-    """``z - max(z.data)`` for each logit, the max a gradient-free node."""
+def _shifted(logits: Any, who: str, replayable: bool) -> List[Any]:
+    """``z - max(z.data)`` for each logit, the max a constant as far as the derivative
+    goes: a number, or with ``replayable`` a gradient-free node. Both give the same bits
+    (``z + (-max)`` either way, and no gradient reaches the max)."""
     if not isinstance(logits, (list, tuple)) or not logits:
         raise TypeError(f"{who} needs the logits as a non-empty list of Values (a model with K outputs "
                         f"returns one), not {type(logits).__name__}")
     for z in logits:
-        if not is_number(z) and type(z).__name__ != "Value":
-            raise TypeError(f"{who}: logits must be Values or numbers, not {type(z).__name__}")
-    shift = -_Max.apply(*logits)
+        if type(z).__name__ != "Value":
+            raise TypeError(f"{who}: logits must be Values, not {type(z).__name__}")
+    if replayable:
+        shift = -_Max.apply(*logits)
+    else:
+        shift = -max(z.data for z in logits)
     return [z + shift for z in logits]
 
 
-def softmax(logits: Sequence[Any]) -> List[Any]:
+def softmax(logits: Sequence[Any], replayable: bool = False) -> List[Any]:
     """``exp(z_k) / sum_j exp(z_j)`` for one example's logits, as Values, computed
-    from ``z - max(z)`` (the max of the data, with no gradient) so that no exp overflows."""
-    exps = [s.exp() for s in _shifted(logits, "softmax")]
+    from ``z - max(z.data)`` (see the module docstring for ``replayable``)."""
+    exps = [s.exp() for s in _shifted(logits, "softmax", replayable)]
     total = sum(exps)
     return [e / total for e in exps]
 
 
-def cross_entropy(logits: Sequence[Any], target: Any) -> Any:
+def cross_entropy(logits: Sequence[Any], target: Any, replayable: bool = False) -> Any:
     """``-log softmax(logits)[target]`` for one example: ``log(sum_j exp(s_j)) - s_target``
     with ``s = z - max(z.data)``.
 
     ``target`` is a class index (an int in 0..K-1), or K class probabilities (numbers or
     Values, e.g. one-hot), as PyTorch's cross_entropy takes; then the loss is
     ``sum_k p_k * (log(sum_j exp(s_j)) - s_k)``. For a one-hot target that is the same
-    number as the index gives.
+    number as the index gives. ``replayable``: see the module docstring.
     """
-    shifted = _shifted(logits, "cross_entropy")
+    shifted = _shifted(logits, "cross_entropy", replayable)
     log_total = sum(s.exp() for s in shifted).log()
     if isinstance(target, (list, tuple)):
         if len(target) != len(shifted):
@@ -113,11 +123,12 @@ def cross_entropy(logits: Sequence[Any], target: Any) -> Any:
     return log_total - shifted[_class_index(target, len(shifted), "cross_entropy's target")]
 
 
-def cross_entropy_loss(logits: Sequence[Sequence[Any]], targets: Sequence[Any]) -> Any:
+def cross_entropy_loss(logits: Sequence[Sequence[Any]], targets: Sequence[Any], replayable: bool = False) -> Any:
     """The mean cross-entropy over a batch: ``sum(cross_entropy(z, t)) * (1.0 / n)``
-    for each example's logits z and target t (as ``hinge_loss`` averages)."""
+    for each example's logits z and target t (as ``hinge_loss`` averages);
+    ``replayable``: see the module docstring."""
     _pairs(logits, targets, "cross_entropy_loss")
-    losses = [cross_entropy(z, t) for z, t in zip(logits, targets)]
+    losses = [cross_entropy(z, t, replayable) for z, t in zip(logits, targets)]
     return sum(losses) * (1.0 / len(losses))
 
 
