@@ -37,6 +37,7 @@ def plot_path(path: Union[str, "os.PathLike[str]"]) -> str:
         name, suffix = stem + ".png", ".png"
     fmt = suffix[1:].lower()
     fig = Figure(figsize=(1, 1))
+    fig.suptitle("x")  # some writers need more for text (.pgf: LaTeX): find out now
     supported = FigureCanvasAgg(fig).get_supported_filetypes()
     if fmt not in supported:
         raise ValueError(f"matplotlib cannot write .{fmt} files; use one of "
@@ -55,6 +56,11 @@ def predict(model: Any, X: NDArray[Any]) -> NDArray[Any]:
     Same formulas as the Values compute; for drawing, not for bit-exact results.
     """
     h = np.asarray(X, dtype=float)
+    with np.errstate(all="ignore"):  # overflow gives inf / nan, as the Values would
+        return _forward(model, h)
+
+
+def _forward(model: Any, h: NDArray[Any]) -> NDArray[Any]:
     for layer in model.layers:
         W = np.array([[w.data for w in n.w] for n in layer.neurons])
         b = np.array([n.b.data for n in layer.neurons])
