@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import TYPE_CHECKING, Any, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def make_yinyang(n_samples: int = 300, noise: float = 0.0,
     noise = _check_noise(noise)
     rng = np.random.default_rng(seed)
     wanted = [n_samples // 3 + (j < n_samples % 3) for j in range(3)]
-    found: list = [[], [], []]
+    found: List[List[Any]] = [[], [], []]
     while any(len(f) < w for f, w in zip(found, wanted)):
         # candidates uniform in the disk; the dots cover 8% of it, so draw plenty
         xy = rng.uniform(-1.0, 1.0, size=(4 * n_samples + 64, 2))

@@ -72,12 +72,12 @@ class _Max(Function):
 
     @staticmethod
     def forward(ctx: Context, *xs: float) -> float:
-        ctx.n = len(xs)  # type: ignore[attr-defined]
+        ctx.save_for_backward(*xs)
         return max(xs)
 
     @staticmethod
     def backward(ctx: Context, grad: float) -> Tuple[None, ...]:
-        return (None,) * ctx.n  # type: ignore[attr-defined]
+        return (None,) * len(ctx.saved_values)
 
 
 def _shifted(logits: Any, who: str, replayable: bool) -> List[Any]:
