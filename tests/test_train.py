@@ -131,3 +131,20 @@ def test_progress_ends_with_the_final_numbers(engine):
     assert lines[-1].endswith(f"20/20  loss {result.final_loss:.4f}  accuracy {result.final_accuracy * 100:5.1f}%")
     after_10 = next(line for line in lines if "10/20" in line)
     assert f"loss {result.losses[10]:.4f}" in after_10  # after 10 updates: what step 10 measured before its own
+
+
+def test_submodules_are_reachable_from_the_package_without_loading_numpy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cmicrograd\n"
+        "assert 'numpy' not in sys.modules, 'import cmicrograd loaded numpy'\n"
+        "assert 'cmicrograd.train' not in sys.modules\n"
+        "assert callable(cmicrograd.train.train) and callable(cmicrograd.optim.Adam)\n"
+        "assert 'train' in dir(cmicrograd) and cmicrograd.losses.cross_entropy\n"
+        "try:\n    cmicrograd.nonexistent\nexcept AttributeError as e:\n    print(e)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "module 'cmicrograd' has no attribute 'nonexistent'"
