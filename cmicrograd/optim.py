@@ -195,7 +195,7 @@ class Optimizer:
         """The learning rate the next ``step()`` will use (ValueError if a schedule
         gives a negative or non-finite one, before anything is updated)."""
         if not callable(self.lr):
-            return self.lr
+            return _check_lr(self.lr)  # it may have been set since the constructor checked it
         lr = to_float(self.lr(self.steps), "the scheduled learning rate")
         if not 0.0 <= lr < math.inf:
             raise ValueError(f"the learning-rate schedule gave {lr!r} at step {self.steps}; "

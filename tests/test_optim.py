@@ -262,6 +262,16 @@ def test_negative_scheduled_lr_stops_before_updating(engine):
     assert p.data == data and opt.steps == 2
 
 
+def test_lr_set_later_is_checked_at_the_step(engine):
+    p = engine.Value(1.0)
+    p.grad = 1.0
+    opt = Adam([p])
+    opt.lr = -0.5
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+        opt.step()
+    assert p.data == 1.0 and opt.steps == 0
+
+
 @pytest.mark.parametrize("cls", [SGD, Adam, AdamW])
 def test_zero_grad(engine, cls):
     V = engine.Value
