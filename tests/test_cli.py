@@ -344,3 +344,12 @@ def test_already_perfect_before_training_is_flagged(monkeypatch):
     monkeypatch.setattr(plot_module, "predict_classes", lambda model, X: labels)  # right everywhere
     code, _, err = run("train", "--steps", "2", "--samples", "20", "--quiet")
     assert code == 0 and "the untrained model already classifies every point right" in err, err
+
+
+def test_available_memory_is_known_here():
+    """The size checks need it; on Linux, macOS and Windows it is known."""
+    from cmicrograd.cli import _available_memory
+
+    available = _available_memory()
+    if sys.platform in ("linux", "darwin", "win32"):
+        assert available is not None and available > 10**8
