@@ -18,6 +18,26 @@ from .replay import compile as compile  # explicit: typed as exported, yet not i
 
 __version__ = "0.1.0"
 
+from types import ModuleType as _ModuleType
+
+# The other submodules (cmicrograd.train, .optim, .losses, .datasets, ...) load on first
+# use: `import cmicrograd` stays light (no numpy) and still reaches all of them.
+_SUBMODULES = ("nn", "optim", "losses", "datasets", "train", "progress", "plot", "cli", "gradcheck",
+               "function", "viz", "reference")
+
+
+def __getattr__(name: str) -> "_ModuleType":
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> "list[str]":
+    return sorted(set(globals()) | set(_SUBMODULES))
+
+
 # compile is cmicrograd.compile, but `from cmicrograd import *` leaves it out: it would
 # shadow the builtin compile().
 __all__ = [

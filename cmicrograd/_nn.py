@@ -220,22 +220,39 @@ class MLP(Module):
             p.data = float(w)
         return model
 
-    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        """Write the model as JSON (see ``to_dict``)."""
+    def save(self, path: Union[str, "os.PathLike[str]"], optimizer: Any = None) -> None:
+        """Write the model as JSON (see ``to_dict``); with ``optimizer`` (one from
+        ``cmicrograd.optim`` over this model's parameters) its state too, under
+        ``"optimizer"``, so that ``MLP.load(path)`` then ``opt.load(path)`` resumes the run."""
+        spec = self.to_dict()
+        if optimizer is not None:
+            params = self.parameters()
+            theirs = getattr(optimizer, "params", None)
+            if not hasattr(optimizer, "state_dict") or not isinstance(theirs, list):
+                raise TypeError(f"optimizer must be a cmicrograd.optim optimizer, not {type(optimizer).__name__}")
+            if len(theirs) != len(params) or any(a is not b for a, b in zip(theirs, params)):
+                raise ValueError("the optimizer does not optimize this model's parameters (in parameters() order)")
+            spec["optimizer"] = optimizer.state_dict()
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=1, allow_nan=True)
+            json.dump(spec, f, indent=1, allow_nan=True)
             f.write("\n")
 
     @classmethod
     def load(cls, path: Union[str, "os.PathLike[str]"]) -> MLP:
-        """Read a model saved by ``save``. The file is parsed as data, never executed:
-        ValueError if it is not a valid model, OSError if it cannot be read."""
+        """Read a model saved by ``save`` (an optimizer state in the file is left for
+        ``opt.load(path)``). The file is parsed as data, never executed: ValueError
+        naming the file and the problem if it is not a valid model, OSError if it
+        cannot be read."""
+        name = os.fspath(path)
         with open(path, "r", encoding="utf-8") as f:
             try:
                 spec = json.load(f, parse_constant=_json_constant)
             except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-                raise ValueError(f"{os.fspath(path)} is not valid JSON: {exc}") from None
-        return cls.from_dict(spec)
+                raise ValueError(f"{name}: not valid JSON: {exc}") from None
+        try:
+            return cls.from_dict(spec)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
 
 
 def _json_constant(name: str) -> float:

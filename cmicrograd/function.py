@@ -20,7 +20,7 @@ tuple of them), which is added to the inputs' grads.
 
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, List, Tuple
 
 from ._engines import engine_of
 from ._numbers import is_number, to_float
@@ -82,7 +82,7 @@ class FunctionBackward:
 
     __slots__ = ("function", "ctx", "inputs", "out")
 
-    def __init__(self, function: Any, ctx: Context, inputs: list, out: Any) -> None:
+    def __init__(self, function: Any, ctx: Context, inputs: List[Any], out: Any) -> None:
         self.function = function
         self.ctx = ctx
         self.inputs = inputs
