@@ -57,6 +57,11 @@ def optable_pxi(ops) -> str:
         "cdef inline bint backward_can_raise(int code) noexcept nogil:",
         "    return " + (" or ".join(f"code == {op.name.upper()}" for op in builtin if op.backward_raises) or "False"),
         "",
+        "",
+        "cdef inline bint binary_op(int code) noexcept nogil:",
+        '    """Whether op ``code`` has two operands (b, or the inline constant k)."""',
+        "    return " + (" or ".join(f"code == {op.name.upper()}" for op in builtin if op.arity == 2) or "False"),
+        "",
     ]
     return "\n".join(out)
 

@@ -92,4 +92,19 @@ def engine_of_all(values: Iterable[Any], what: str) -> ModuleType:
     return found
 
 
-__all__ = ["PICKED", "IMPLEMENTATION", "engine_of", "engine_of_all", "is_value"]
+def check_optimizer(optimizer: Any, value_type: type) -> Any:
+    """``optimizer`` if it is None or a cmicrograd.optim optimizer over Values of
+    ``value_type`` (for compile(loss, optimizer=...)); TypeError otherwise."""
+    if optimizer is None:
+        return None
+    from .optim import Optimizer
+
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a cmicrograd.optim optimizer (SGD, Adam, AdamW), "
+                        f"not {type(optimizer).__name__}")
+    if optimizer.params and type(optimizer.params[0]) is not value_type:
+        raise TypeError("the optimizer's parameters are Values of the other engine than the loss")
+    return optimizer
+
+
+__all__ = ["PICKED", "IMPLEMENTATION", "engine_of", "engine_of_all", "is_value", "check_optimizer"]

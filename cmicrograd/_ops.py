@@ -47,6 +47,8 @@ OPS: Tuple[Op, ...] = (
     Op("log", 7, "log", "log", 1, True, True),
     Op("sigmoid", 8, "sigmoid", "sigmoid", 1, False, False),
     Op("custom", 9, "", None, -1, False, False, kind="custom"),
+    # the larger data of two, passing no gradient: a stable softmax's shift (losses.py)
+    Op("detached_max", 10, "max", "detached_max", 2, False, False),
     # a fused weighted sum (src/fused.pxi): shows itself as the chain of '+' and '*'
     # nodes it stands for, and expands into it before anyone looks inside
     Op("dot", 128, "+", None, -1, False, False, kind="internal"),

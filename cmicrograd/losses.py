@@ -5,19 +5,17 @@ They work on Values of either engine (and plain numbers as targets), so the comp
 and the pure engine produce the same graph and the same bits.
 
 Softmax and cross-entropy subtract the max of the logits' data first, so that no exp
-overflows. That shift is a number by default: a graph you ``cmicrograd.compile`` would
-replay it at its recorded value (still correct, but no longer the max, and not the bits
-a fresh graph gives). With ``replayable=True`` it is a gradient-free node (a
-``Function``) that every replay recomputes: the same bits as the default, but each such
-node costs a Python call per replay and makes an eager ``backward()`` slower.
+overflows. That max is a node of the graph (``Value.detached_max``, an op that passes no
+gradient), so a compiled replay recomputes it from the current logits, exactly as a
+fresh graph would.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, List, Sequence, Tuple
 
+from ._engines import is_value
 from ._numbers import is_number, to_float
-from .function import Context, Function
 
 
 def _pairs(scores: Sequence[Any], targets: Sequence[Any], who: str) -> None:
@@ -66,55 +64,40 @@ def accuracy(scores: Sequence[Any], labels: Sequence[Any]) -> float:
 
 
 # ---- more than two classes -----------------------------------------------------------
-class _Max(Function):
-    """The largest of its inputs' data, with no gradient: softmax's stabilising shift as
-    a node, so that a compiled replay recomputes it from the current logits."""
-
-    @staticmethod
-    def forward(ctx: Context, *xs: float) -> float:
-        ctx.save_for_backward(*xs)
-        return max(xs)
-
-    @staticmethod
-    def backward(ctx: Context, grad: float) -> Tuple[None, ...]:
-        return (None,) * len(ctx.saved_values)
-
-
-def _shifted(logits: Any, who: str, replayable: bool) -> List[Any]:
-    """``z - max(z.data)`` for each logit, the max a constant as far as the derivative
-    goes: a number, or with ``replayable`` a gradient-free node. Both give the same bits
-    (``z + (-max)`` either way, and no gradient reaches the max)."""
+def _shifted(logits: Any, who: str) -> List[Any]:
+    """``z + (-m)`` for each logit z, m the largest logit's data as a node that passes no
+    gradient (``z0.detached_max(z1).detached_max(z2)...``)."""
     if not isinstance(logits, (list, tuple)) or not logits:
         raise TypeError(f"{who} needs the logits as a non-empty list of Values (a model with K outputs "
                         f"returns one), not {type(logits).__name__}")
     for z in logits:
-        if type(z).__name__ != "Value":
+        if not is_value(z):
             raise TypeError(f"{who}: logits must be Values, not {type(z).__name__}")
-    if replayable:
-        shift = -_Max.apply(*logits)
-    else:
-        shift = -max(z.data for z in logits)
+    top = logits[0]
+    for z in logits[1:]:
+        top = top.detached_max(z)
+    shift = -top
     return [z + shift for z in logits]
 
 
-def softmax(logits: Sequence[Any], replayable: bool = False) -> List[Any]:
+def softmax(logits: Sequence[Any]) -> List[Any]:
     """``exp(z_k) / sum_j exp(z_j)`` for one example's logits, as Values, computed
-    from ``z - max(z.data)`` (see the module docstring for ``replayable``)."""
-    exps = [s.exp() for s in _shifted(logits, "softmax", replayable)]
+    from ``z - max(z.data)``."""
+    exps = [s.exp() for s in _shifted(logits, "softmax")]
     total = sum(exps)
     return [e / total for e in exps]
 
 
-def cross_entropy(logits: Sequence[Any], target: Any, replayable: bool = False) -> Any:
+def cross_entropy(logits: Sequence[Any], target: Any) -> Any:
     """``-log softmax(logits)[target]`` for one example: ``log(sum_j exp(s_j)) - s_target``
     with ``s = z - max(z.data)``.
 
     ``target`` is a class index (an int in 0..K-1), or K class probabilities (numbers or
     Values, e.g. one-hot), as PyTorch's cross_entropy takes; then the loss is
     ``sum_k p_k * (log(sum_j exp(s_j)) - s_k)``. For a one-hot target that is the same
-    number as the index gives. ``replayable``: see the module docstring.
+    number as the index gives.
     """
-    shifted = _shifted(logits, "cross_entropy", replayable)
+    shifted = _shifted(logits, "cross_entropy")
     log_total = sum(s.exp() for s in shifted).log()
     if isinstance(target, (list, tuple)):
         if len(target) != len(shifted):
@@ -123,12 +106,11 @@ def cross_entropy(logits: Sequence[Any], target: Any, replayable: bool = False) 
     return log_total - shifted[_class_index(target, len(shifted), "cross_entropy's target")]
 
 
-def cross_entropy_loss(logits: Sequence[Sequence[Any]], targets: Sequence[Any], replayable: bool = False) -> Any:
+def cross_entropy_loss(logits: Sequence[Sequence[Any]], targets: Sequence[Any]) -> Any:
     """The mean cross-entropy over a batch: ``sum(cross_entropy(z, t)) * (1.0 / n)``
-    for each example's logits z and target t (as ``hinge_loss`` averages);
-    ``replayable``: see the module docstring."""
+    for each example's logits z and target t (as ``hinge_loss`` averages)."""
     _pairs(logits, targets, "cross_entropy_loss")
-    losses = [cross_entropy(z, t, replayable) for z, t in zip(logits, targets)]
+    losses = [cross_entropy(z, t) for z, t in zip(logits, targets)]
     return sum(losses) * (1.0 / len(losses))
 
 
@@ -159,13 +141,13 @@ def _argmax(scores: Sequence[Any]) -> int:
 
 
 def _label(y: Any) -> Any:
-    if type(y) is float or type(y).__name__ == "Value":
+    if type(y) is float or is_value(y):
         return y
     return to_float(y, "a target")
 
 
 def _data(s: Any) -> float:
-    return s.data if type(s).__name__ == "Value" else to_float(s, "a score")
+    return s.data if is_value(s) else to_float(s, "a score")
 
 
 __all__ = ["hinge_loss", "mse_loss", "l2_regularization", "accuracy", "softmax", "cross_entropy",

@@ -6,7 +6,9 @@ the same bits. Each optimizer's per-parameter update is one kernel function
 (``_sgd_kernel``, ``_adam_kernel``) with a documented, fixed order of float operations
 over per-parameter state kept in ``array('d')`` buffers; ``step()`` computes the
 per-step scalars (learning rate, bias corrections) and calls the kernel. The compiled
-engine will get C versions of these kernels with the same signatures and operations.
+engine has C versions of these kernels (``sgd_kernel``, ``adam_kernel`` in
+src/nn_helpers.pxi) with the same signatures and the same operations, so a step on its
+Values makes no Python call per parameter.
 
 State survives saving: ``state_dict()`` / ``load_state_dict()`` are JSON-ready (floats
 round-trip exactly), ``save(path)`` / ``load(path)`` write and read them, and
@@ -22,7 +24,7 @@ import os
 from array import array
 from typing import Any, Callable, ClassVar, Dict, Iterable, List, Sequence, Tuple, Union
 
-from ._engines import engine_of
+from ._engines import engine_of, is_value
 from ._nn import MODEL_FORMAT
 from ._numbers import to_float
 
@@ -109,7 +111,7 @@ def _adam_kernel(params: Sequence[Any], exp_avg: "array[float]", exp_avg_sq: "ar
 # ---- argument checks: each raises before anything changes ----------------------------
 def _check_params(params: Any, who: str) -> Tuple[List[Any], Any]:
     """The parameters as a list, and their engine; TypeError/ValueError saying what is wrong."""
-    if type(params).__name__ == "Value" or not hasattr(params, "__iter__"):
+    if is_value(params) or not hasattr(params, "__iter__"):
         raise TypeError(f"{who}'s params must be an iterable of Values (e.g. model.parameters()), "
                         f"not {type(params).__name__}")
     items = list(params)
@@ -351,9 +353,9 @@ class SGD(Optimizer):
         if self.momentum == 0.0 and self.weight_decay == 0.0:
             self._engine.sgd_update(self.params, lr)  # C in the compiled engine: the same ops
         else:
-            # compiled engine: dispatch to its C _sgd_kernel here (same signature, same ops)
-            _sgd_kernel(self.params, self._buffers["momentum_buffer"], lr, self.momentum,
-                        self.dampening, self.weight_decay, self.nesterov, self.steps == 0)
+            kernel = getattr(self._engine, "sgd_kernel", _sgd_kernel)   # C in the compiled engine
+            kernel(self.params, self._buffers["momentum_buffer"], lr, self.momentum,
+                   self.dampening, self.weight_decay, self.nesterov, self.steps == 0)
         self.steps += 1
 
 
@@ -393,9 +395,9 @@ class Adam(Optimizer):
         bc2_sqrt = (1.0 - beta2**t) ** 0.5
         wd = self.weight_decay
         grad_decay, param_scale = (0.0, 1.0 - lr * wd) if self.decoupled else (wd, 1.0)
-        # compiled engine: dispatch to its C _adam_kernel here (same signature, same ops)
-        _adam_kernel(self.params, self._buffers["exp_avg"], self._buffers["exp_avg_sq"],
-                     beta1, beta2, self.eps, step_size, bc2_sqrt, grad_decay, param_scale)
+        kernel = getattr(self._engine, "adam_kernel", _adam_kernel)   # C in the compiled engine
+        kernel(self.params, self._buffers["exp_avg"], self._buffers["exp_avg_sq"],
+               beta1, beta2, self.eps, step_size, bc2_sqrt, grad_decay, param_scale)
         self.steps += 1
 
 

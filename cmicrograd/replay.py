@@ -12,18 +12,23 @@ from typing import Any, List
 from ._engines import engine_of, is_value
 
 
-def compile(output: Any) -> Any:
+def compile(output: Any, optimizer: Any = None) -> Any:
     """Record the graph that produced ``output`` (a Value of either engine).
 
     Returns a ``CompiledGraph``: ``forward()`` recomputes the graph from the leaves'
     current data and returns the output's data; ``backward()`` then does what
     ``output.backward()`` would. Both are bit-identical to building the graph anew.
+    With ``optimizer`` (a ``cmicrograd.optim`` optimizer), calling the graph runs a whole
+    training step: forward, the optimizer's zero_grad, backward, its step.
+
+    Recording costs about one eager build of the graph, so compiling pays from the
+    second step on.
     """
     try:
         engine = engine_of(output)
     except TypeError:
         raise TypeError(f"compile() needs a cmicrograd Value, not {type(output).__name__}") from None
-    return engine.compile(output)
+    return engine.compile(output, optimizer)
 
 
 def _flatten(values: Any) -> List[Any]:

@@ -6,8 +6,8 @@ Each step is the demo's: inputs as Value leaves, a loss plus ``alpha * sum(p*p)`
 or 0/1) with micrograd's SVM max-margin loss; a K-output model on class indices 0..K-1
 with cross-entropy. The graph is built anew every step (``compiled=False``, as
 micrograd does), or recorded once and replayed (``cmicrograd.compile``; ``True``), or
-the first step decides by measured cost (``None``, see ``compile_pays``). All give the
-same loss curve, bit for bit, on both engines and run to run.
+recorded when that pays (``None``, see ``compile_pays``). All give the same loss curve,
+bit for bit, on both engines and run to run.
 """
 
 from __future__ import annotations
@@ -36,23 +36,13 @@ StepCallback = Callable[[int, float, float], None]
 # and runs of a few hundred steps (the spiral and the moons reach >= 99% with it).
 DEFAULT_LR = {"sgd": 1.0, "adam": 0.05, "adamw": 0.05}
 
-# When compiling pays (compile_pays). Measured on the moons graph and on MLP(2, [64, 64, 1])
-# over 100 points (2-vCPU VM): recording a graph costs ~25 eager builds of it, and a
-# replayed step ~3% of an eager step. Retune these two as compile gets cheaper (issue 12
-# aims at one eager build).
-COMPILE_COST_IN_BUILDS = 25.0
-REPLAY_COST_IN_STEPS = 0.03
-
-
-def compile_pays(remaining_steps: int, build_seconds: float, step_seconds: float) -> bool:
-    """Whether recording the graph and replaying it for ``remaining_steps`` should beat
-    building it every step, judged from one eager step: ``build_seconds`` to build the
-    graph, ``step_seconds`` for the whole step (build, backward, update).
-
-    Recording costs ``COMPILE_COST_IN_BUILDS`` builds; each replayed step saves all but
-    ``REPLAY_COST_IN_STEPS`` of an eager step."""
-    saved = remaining_steps * step_seconds * (1.0 - REPLAY_COST_IN_STEPS)
-    return saved > COMPILE_COST_IN_BUILDS * build_seconds
+def compile_pays(steps: int) -> bool:
+    """Whether a run of ``steps`` should record its graph on the first step and replay
+    it: from 2 steps on. Recording costs about one eager build of the graph (measured on
+    the moons graph, MLP(2, [64, 64, 1]) and MLP(2, [200, 200, 1]) over 100 points: 0.8 to
+    1.0 builds) and a replayed step a few percent of an eager one, so the second step
+    already pays for the recording. A single step is built and run eagerly."""
+    return steps >= 2
 
 
 class TrainingDiverged(ArithmeticError):
@@ -97,16 +87,14 @@ def batch_loss(model: Any, X: NDArray[Any], y: NDArray[Any], alpha: float = 1e-4
     return total, accuracy(scores, labels)
 
 
-def _loss_graph(model: Any, inputs: List[Any], labels: List[Any], alpha: float,
-                replayable: bool = False) -> Tuple[Any, List[Any]]:
+def _loss_graph(model: Any, inputs: List[Any], labels: List[Any], alpha: float) -> Tuple[Any, List[Any]]:
     """The loss over given input rows (Values) and labels (numbers or Values; for K
-    classes, indices or one-hot rows), plus the L2 term. ``replayable`` for a graph that
-    will be compiled (see ``cmicrograd.losses``; the same bits either way)."""
+    classes, indices or one-hot rows), plus the L2 term."""
     scores = [model(x) for x in inputs]
     if model.nouts[-1] == 1:
         fit = hinge_loss(scores, labels)
     else:
-        fit = cross_entropy_loss(scores, labels, replayable=replayable)
+        fit = cross_entropy_loss(scores, labels)
     return fit + l2_regularization(model.parameters(), alpha), scores
 
 
@@ -171,13 +159,12 @@ def train(model: Any, X: NDArray[Any], y: NDArray[Any], steps: int = 100, lr: Op
         return inputs, [[V(0.0) for _ in range(classes)] for _ in range(size)]
 
     shown = Progress(steps, sys.stderr if progress is True else progress) if progress else None
-    mode = compiled  # None: decided after the first step
+    mode = compile_pays(steps) if compiled is None else compiled
     graph: Any = None
     result = TrainResult(classes=max(classes, 2))
     start = time.perf_counter()
     try:
         for k in range(steps):
-            began = time.perf_counter()
             rows = slice(None) if full else rng.permutation(n)[:batch_size]
             if graph is None:  # fresh leaves for every graph built, as the demo makes them
                 inputs, targets = new_leaves()
@@ -185,9 +172,8 @@ def train(model: Any, X: NDArray[Any], y: NDArray[Any], steps: int = 100, lr: Op
             if not full:
                 assign(targets, labels[rows] if one_hot is None else one_hot[labels[rows]])
             if graph is None:  # eager: every step; compiled: the first one only
-                loss, scores = _loss_graph(model, inputs, targets, alpha, replayable=bool(mode))
+                loss, scores = _loss_graph(model, inputs, targets, alpha)
                 value = loss.data
-                built = time.perf_counter()
                 if mode:
                     graph = compile(loss)
             else:
@@ -201,8 +187,6 @@ def train(model: Any, X: NDArray[Any], y: NDArray[Any], steps: int = 100, lr: Op
             else:
                 loss.backward()
             opt.step()
-            if mode is None:
-                mode = compile_pays(steps - k - 1, built - began, time.perf_counter() - began)
             result.losses.append(value)
             result.accuracies.append(acc)
             if on_step is not None:

@@ -22,6 +22,8 @@ from cpython.object cimport PyTypeObject, destructor
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset
+from libc.math cimport sqrt
+from cpython.array cimport array
 
 cdef extern from "Python.h":
     PyTypeObject PyFloat_Type
@@ -34,8 +36,8 @@ cdef extern from "Python.h":
 
 from cmicrograd import _numbers, _ops
 
-__all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update", "set_data",
-           "compile", "CompiledGraph"]
+__all__ = ["Value", "compile", "CompiledGraph", "weighted_sum", "layer_forward", "zero_grad",
+           "sgd_update", "set_data", "sgd_kernel", "adam_kernel"]
 
 # ---- the parts, in dependency order ---------------------------------------------------
 # The core is _optable, floats, node, value and graph. The parts below it use the core;

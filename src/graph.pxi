@@ -323,7 +323,7 @@ cdef inline int backward_step(Node* out) noexcept:
     cdef Node* a = out.a
     cdef double b = 0.0
     cdef double* gb = NULL
-    if out.code <= MUL:
+    if binary_op(out.code):
         if out.flags & CONST_B:
             b = out.k
             gb = &out.kgrad

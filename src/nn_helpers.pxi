@@ -87,3 +87,64 @@ def sgd_update(values, lr):
             raise TypeError(f"sgd_update needs Values, not {type(v).__name__}")
         node = &(<Value>v).n
         node.data = node.data - rate * node.grad
+
+
+# ---- the optimizers' kernels (cmicrograd/optim.py has their Python twins, _sgd_kernel
+# and _adam_kernel, and documents the float operations, which these do in the same order)
+cdef inline Node* _param(object p) except NULL:
+    if type(p) is not Value:
+        raise TypeError(f"an optimizer's parameters must be Values, not {type(p).__name__}")
+    return &(<Value>p).n
+
+
+def sgd_kernel(params, array buf, double lr, double momentum, double dampening,
+               double weight_decay, bint nesterov, bint first):
+    """One SGD step over params (see cmicrograd.optim._sgd_kernel)."""
+    cdef double keep = 1.0 - dampening
+    cdef double g, b
+    cdef double* m = buf.data.as_doubles
+    cdef Py_ssize_t i = 0
+    cdef Node* p
+    if len(buf) < len(params):
+        raise ValueError("the momentum buffer is shorter than the parameter list")
+    for item in params:
+        p = _param(item)
+        g = p.grad
+        if weight_decay != 0.0:
+            g = g + weight_decay * p.data
+        if momentum != 0.0:
+            b = g if first else momentum * m[i] + keep * g
+            m[i] = b
+            g = g + momentum * b if nesterov else b
+        p.data = p.data - lr * g
+        i += 1
+
+
+def adam_kernel(params, array exp_avg, array exp_avg_sq, double beta1, double beta2,
+                double eps, double step_size, double bc2_sqrt, double grad_decay,
+                double param_scale):
+    """One Adam / AdamW step over params (see cmicrograd.optim._adam_kernel)."""
+    cdef double w1 = 1.0 - beta1
+    cdef double w2 = 1.0 - beta2
+    cdef double d, g, mi, vi
+    cdef double* m = exp_avg.data.as_doubles
+    cdef double* v = exp_avg_sq.data.as_doubles
+    cdef Py_ssize_t i = 0
+    cdef Node* p
+    if len(exp_avg) < len(params) or len(exp_avg_sq) < len(params):
+        raise ValueError("the moment buffers are shorter than the parameter list")
+    for item in params:
+        p = _param(item)
+        d = p.data
+        if param_scale != 1.0:
+            d = d * param_scale
+        g = p.grad
+        if grad_decay != 0.0:
+            g = g + grad_decay * d
+        mi = m[i]
+        mi = mi + w1 * (g - mi)
+        vi = beta2 * v[i] + w2 * g * g
+        m[i] = mi
+        v[i] = vi
+        p.data = d - step_size * mi / (sqrt(vi) / bc2_sqrt + eps)
+        i += 1

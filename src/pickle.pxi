@@ -11,6 +11,7 @@
 #                    CUSTOM children indices or None)}
 # Bytes are immutable, so copy.deepcopy of a huge graph copies nothing but the leaves.
 PICKLE_FORMAT = 1
+STORED_CODES = frozenset([op.code for op in _ops.OPS if op.kind != "internal"])
 
 
 cdef tuple _flatten(Value root):
@@ -104,7 +105,7 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
     for i in range(n):
         if nodes[i] is not None:
             continue
-        if meta[2 * i] > CUSTOM:
+        if meta[2 * i] not in STORED_CODES:
             raise ValueError(f"bad op code {meta[2 * i]} in a graph pickle")
         label, op, backward, children = extras.get(i, ("", None, None, None))
         if meta[2 * i] == LEAF or meta[2 * i] == CUSTOM:
@@ -124,7 +125,7 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
                         v.n.a = &(<Value>child).n
                     else:
                         v.n.b = &(<Value>child).n
-            if v.n.a == NULL or (v.n.code <= MUL and v.n.b == NULL and not (v.n.flags & CONST_B)):
+            if v.n.a == NULL or (binary_op(v.n.code) and v.n.b == NULL and not (v.n.flags & CONST_B)):
                 raise ValueError("a graph pickle's op node lacks an operand")
             if op is not None:
                 _make_record(v).op = op

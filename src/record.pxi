@@ -367,7 +367,7 @@ cdef int _emit_op(Tape* t, Node* node, list functions) except -1:
     else:
         en.a = <int32_t>node.a.scratch
         en.b = en.a
-        if node.code == ADD or node.code == MUL:
+        if binary_op(node.code):
             if node.flags & CONST_B:
                 en.b = _new_slot(t, NULL, node.k, node.kgrad)
             else:
@@ -442,7 +442,7 @@ cdef int _find_hidden(Tape* t, Node* root) except -1:
                 internal[(<Value>child).n.scratch] += 1
         else:
             internal[en.a] += 1
-            if (en.code == ADD or en.code == MUL) and t.node_of_slot[en.b] != NULL:
+            if binary_op(en.code) and t.node_of_slot[en.b] != NULL:
                 internal[en.b] += 1
     for e in range(t.n_entries):
         node = t.node_of_slot[t.entries[e].out]

@@ -144,9 +144,11 @@ cdef class CompiledGraph:
 
     Make one with ``cmicrograd.compile(output)``. Python control flow that ran while the
     graph was built (an ``if`` on ``.data``) is frozen into it, as with torch.jit.trace;
-    relu and the other ops are evaluated anew at every replay.
+    relu and the other ops are evaluated anew at every replay. Compiled with an
+    optimizer, calling it runs a whole training step.
     """
     cdef readonly Value output
+    cdef readonly object optimizer
     cdef Tape t
     cdef uint16_t id
     cdef readonly Py_ssize_t recordings   # how many times it recorded its graph
@@ -166,8 +168,9 @@ cdef class CompiledGraph:
         self.recorded = False
         self.id = NO_TAPE
 
-    def __init__(self, Value output):
+    def __init__(self, Value output, optimizer=None):
         self.output = output
+        self.optimizer = _check_optimizer(optimizer, Value)
         self._record()
 
     def __dealloc__(self):
@@ -248,7 +251,7 @@ cdef class CompiledGraph:
             node = self.t.node_of_slot[en.out]
             if en.code == DOT:
                 self._write_back_dot(e)
-            elif (en.code == ADD or en.code == MUL) and node.flags & CONST_B:
+            elif binary_op(en.code) and node.flags & CONST_B:
                 node.kgrad = self.t.G[en.b]
 
     cdef void _write_back_dot(self, Py_ssize_t e) noexcept:
@@ -515,6 +518,19 @@ cdef class CompiledGraph:
             i = run_end + 1
         return -1
 
+    def __call__(self):
+        """One training step: ``forward()``, the optimizer's ``zero_grad()``,
+        ``backward()``, the optimizer's ``step()``. Returns the loss (the output's data
+        before the update)."""
+        if self.optimizer is None:
+            raise TypeError("this compiled graph has no optimizer: compile(loss, optimizer=opt) "
+                            "to call it as a training step, or call forward() and backward()")
+        value = self.forward()
+        self.optimizer.zero_grad()
+        self.backward()
+        self.optimizer.step()
+        return value
+
     @property
     def num_nodes(self):
         """How many recorded nodes and constants (slots) a replay walks."""
@@ -641,6 +657,13 @@ cdef Py_ssize_t _backward_run(double* D, double* G, Entry* entries, BwItem* prog
     return -1
 
 
-def compile(Value output):
+def compile(Value output, optimizer=None):
     """Record the graph that produced ``output`` for fast replay (see CompiledGraph)."""
-    return CompiledGraph(output)
+    return CompiledGraph(output, optimizer)
+
+
+cdef object _check_optimizer(object optimizer, type value_type):
+    """optimizer, if it is None or a cmicrograd optimizer over Values of value_type."""
+    from cmicrograd._engines import check_optimizer
+
+    return check_optimizer(optimizer, value_type)

@@ -89,6 +89,13 @@ cdef class Value:
         """1 / (1 + e**-x), computed without overflow for any x."""
         return _unary(SIGMOID, self, 0.0)
 
+    def detached_max(self, other):
+        """max(self.data, other.data) as a node that passes no gradient back (softmax
+        subtracts it from the logits so that no exp overflows)."""
+        if type(other) is Value:
+            return _binary(DETACHED_MAX, self, <Value>other)
+        return _with_constant(DETACHED_MAX, self, _operand(other, "detached_max", self, False))
+
     # ---- composites, built from the ops above exactly as micrograd builds them -------
     def __neg__(self):  # -self is self * -1
         return _with_constant(MUL, self, -1.0)
@@ -203,7 +210,7 @@ cdef class Value:
             composite_expand(self)  # looking inside a fused sum expands it
             code = self.n.code
         a = _value(self.n.a)
-        if code == ADD or code == MUL:
+        if binary_op(code):
             if self.n.flags & CONST_B:
                 _materialize_constant(self)
             if self.n.b != self.n.a:
@@ -254,7 +261,8 @@ cdef class _LocalBackward:
 
 
 cdef tuple OP_SYMBOLS = tuple([_ops.BY_CODE[c].symbol if c in _ops.BY_CODE else ""
-                               for c in range(CUSTOM + 1)])
+                               for c in range(1 + max([op.code for op in _ops.OPS
+                                                       if op.kind != "internal"]))])
 
 
 # ---- numbers in ------------------------------------------------------------------------
@@ -296,7 +304,7 @@ cdef tuple _distinct_children(object children):
 
 # ---- building nodes ------------------------------------------------------------------
 cdef inline Value _binary(int code, Value a, Value b):
-    """a <op> b for two Values (ADD or MUL)."""
+    """a <op> b for two Values (a binary op: ADD, MUL, ...)."""
     cdef int err = 0
     cdef double d = forward_rule(code, a.n.data, b.n.data, 0.0, &err)
     cdef Value out = _new_node(d, code, a, 0.0)
@@ -306,7 +314,7 @@ cdef inline Value _binary(int code, Value a, Value b):
 
 
 cdef inline Value _with_constant(int code, Value a, double c):
-    """a <op> c for a number c (ADD or MUL), c kept inline as the constant operand."""
+    """a <op> c for a number c (a binary op), c kept inline as the constant operand."""
     cdef int err = 0
     cdef Value out = _new_node(forward_rule(code, a.n.data, c, 0.0, &err), code, a, c)
     out.n.flags = CONST_B
@@ -453,6 +461,14 @@ cdef inline double sigmoid_forward(double a, double b, double k, int* err) noexc
 cdef inline void sigmoid_backward(double a, double b, double k, double out, double g,
                                   double* ga, double* gb, int* err) noexcept nogil:
     ga[0] += (out * (1.0 - out)) * g
+
+
+cdef inline double detached_max_forward(double a, double b, double k, int* err) noexcept nogil:
+    return b if b > a else a             # as Python's max(a, b)
+
+cdef inline void detached_max_backward(double a, double b, double k, double out, double g,
+                                       double* ga, double* gb, int* err) noexcept nogil:
+    pass                                 # no gradient passes
 
 
 def _forward_rule(int code, double a, double b, double k):

@@ -26,9 +26,10 @@ from cmicrograd.function import Function
 BINARY = ["+", "*", "-", "/"]
 WITH_CONSTANT = ["+c", "c+", "*c", "c*", "-c", "c-", "/c", "c/"]
 METHODS = ["relu", "tanh", "exp", "log", "sigmoid"]  # Value methods: step op == method name
+BINARY_METHODS = ["detached_max"]                     # a.op(b), or a.op(c) for a step "op c"
 UNARY = ["neg", "pow"] + METHODS
 OTHER = ["sum", "custom", "wsum"]
-ALL_OPS = BINARY + WITH_CONSTANT + UNARY + OTHER
+ALL_OPS = BINARY + WITH_CONSTANT + UNARY + BINARY_METHODS + [m + " c" for m in BINARY_METHODS] + OTHER
 
 # The steps above that make nodes of each op of the op table (cmicrograd/_ops.py):
 # tests/test_ops.py fails, naming the op, when an op has no step here.
@@ -37,6 +38,7 @@ COVERS = {
     "mul": ["*", "/", "*c", "c*", "/c", "c/", "neg", "wsum"],
     "pow": ["pow", "/", "c/"],
     **{name: [name] for name in METHODS},
+    **{name: [name, name + " c"] for name in BINARY_METHODS},
 }
 
 EXPONENTS: List[Any] = [2, 3, -1, -2, 0, 1, 0.5, -0.5, 1.5, 2.0, 3.0, -1.5, np.float64(2.0), np.int64(3), 1e-3]
@@ -103,6 +105,10 @@ def apply(V: type, step: Step, nodes: Sequence[Any], engine: Any = None) -> Any:
         return a**c
     if op in METHODS:
         return getattr(a, op)()
+    if op in BINARY_METHODS:
+        return getattr(a, op)(b)
+    if op.endswith(" c") and op[:-2] in BINARY_METHODS:
+        return getattr(a, op[:-2])(c)
     if op == "sum":
         start = step.i % len(nodes)
         return sum(nodes[start : start + 1 + step.j % 4])

@@ -195,3 +195,54 @@ def test_two_threads_backward_into_shared_parameters_lose_nothing(engine):
     for p_got, p1, p2 in zip(got, one, two):
         want = rounds * (p1 + p2)
         assert abs(p_got - want) <= 1e-9 * max(1.0, abs(want))
+
+
+# ---- the whole training step in the replay: compile(loss, optimizer=opt) ---------------
+import pytest  # noqa: E402
+
+from cmicrograd.optim import SGD, Adam, AdamW  # noqa: E402
+
+OPTIMIZERS = [(SGD, dict(lr=0.1)), (SGD, dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
+              (Adam, dict(lr=0.02)), (AdamW, dict(lr=0.02, weight_decay=0.05))]
+
+
+@pytest.mark.parametrize("cls, kw", OPTIMIZERS, ids=lambda x: getattr(x, "__name__", ""))
+def test_a_compiled_training_step_equals_the_eager_loop(engine, cls, kw):
+    X, y = make_moons(24, 0.1, seed=14)
+
+    def run(compiled: bool):
+        model = _model(engine, 15)
+        opt = cls(model.parameters(), **kw)
+        if compiled:
+            step = cmicrograd.compile(_loss(engine, model, X, y), optimizer=opt)
+        losses = []
+        for _ in range(12):
+            if compiled:
+                losses.append(P.bits(step()))
+            else:
+                loss = _loss(engine, model, X, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(P.bits(loss.data))
+        return losses, [P.bits(p.data) for p in model.parameters()]
+
+    assert run(True) == run(False)
+
+
+def test_calling_a_graph_needs_its_optimizer(engine):
+    V = engine.Value
+    a = V(2.0)
+    g = cmicrograd.compile(a * a)
+    with pytest.raises(TypeError, match="no optimizer"):
+        g()
+    with pytest.raises(TypeError, match="must be a cmicrograd.optim optimizer"):
+        cmicrograd.compile(a * a, optimizer=object())
+    other = next(ns for name, ns in __import__("conftest").ENGINES.items() if ns.Value is not V)
+    if other.Value is not None:
+        with pytest.raises(TypeError, match="other engine"):
+            cmicrograd.compile(a * a, optimizer=SGD([other.Value(1.0)]))
+    opt = SGD([a], lr=0.25)
+    step = cmicrograd.compile(a * a, optimizer=opt)
+    assert step.optimizer is opt
+    assert step() == 4.0 and a.data == 2.0 - 0.25 * 4.0

@@ -1,4 +1,4 @@
-"""More than two classes: softmax and cross-entropy (stable, replayable, the same bits on
+"""More than two classes: softmax and cross-entropy (stable, replayed exactly, the same bits on
 both engines, PyTorch's numbers), class-index accuracy, the spiral and yin-yang data
 and class-index labels from a CSV."""
 
@@ -70,24 +70,12 @@ def test_engines_agree_bit_for_bit(both):
     assert runs[0] == runs[1]
 
 
-def test_replayable_shift_gives_the_same_bits(engine):
-    V = engine.Value
-    runs = []
-    for replayable in (False, True):
-        w = [V(0.5), V(-1.5), V(2.0)]
-        batch = [[wk * x for wk in w] for x in (1.0, -2.0, 300.0)]
-        loss = cross_entropy_loss(batch, [0, 2, 1], replayable=replayable)
-        loss.backward()
-        runs.append([loss.data] + [v.grad for v in w] + [p.data for p in softmax(batch[2], replayable)])
-    assert runs[0] == runs[1]
-
-
-def test_replay_recomputes_the_replayable_shift(engine):
-    """With replayable=True the max is a node: a compiled replay with new logits gives
-    what a fresh graph gives, even where the recorded shift would overflow exp."""
+def test_replay_recomputes_the_shift(engine):
+    """The max is a node: a compiled replay with new logits gives what a fresh graph
+    gives, even where the recorded shift would overflow exp."""
     V = engine.Value
     logits = [V(x) for x in (1.0, 2.0, 3.0)]
-    loss = cross_entropy(logits, 1, replayable=True)
+    loss = cross_entropy(logits, 1)
     step = cmicrograd.compile(loss)
     cmicrograd.assign(logits, [900.0, -5.0, 2.0])
     value = step.forward()
@@ -132,7 +120,7 @@ def test_class_accuracy(engine):
     (lambda V: cross_entropy(V(1.0), 0), TypeError, "needs the logits as a non-empty list of Values"),
     (lambda V: cross_entropy([], 0), TypeError, "needs the logits as a non-empty list"),
     (lambda V: softmax([V(1.0), "x"]), TypeError, "logits must be Values, not str"),
-    (lambda V: softmax([V(1.0), 2.0], replayable=True), TypeError, "logits must be Values, not float"),
+    (lambda V: softmax([V(1.0), 2.0]), TypeError, "logits must be Values, not float"),
     (lambda V: cross_entropy([V(1.0), V(2.0)], [1.0]), ValueError, "2 logits but 1 target probabilities"),
     (lambda V: cross_entropy_loss([[V(1.0)]], [0, 0]), ValueError, "1 predictions but 2 targets"),
     (lambda V: accuracy([[V(1.0), V(2.0)]], [5]), ValueError, "a label 5 is not a class index"),

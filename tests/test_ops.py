@@ -88,7 +88,7 @@ def test_an_unknown_op_code_fails_loudly(both):
 def test_every_method_op_has_its_method(engine, op):
     method = getattr(engine.Value, op.method, None)
     assert callable(method), f"op {op.name}: {engine.name} Value has no method {op.method}()"
-    node = getattr(engine.Value(0.5), op.method)()
+    node = getattr(engine.Value(0.5), op.method)(*[engine.Value(0.25)] * (op.arity - 1))
     assert node._op == op.symbol, f"op {op.name}: its nodes show _op {node._op!r}, not {op.symbol!r}"
 
 
@@ -105,8 +105,8 @@ def test_every_method_op_is_in_the_type_stub(op):
     text = STUB.read_text()
     value_class = text[text.index("class Value"):]
     value_class = value_class[:value_class.index("\nclass ") if "\nclass " in value_class else None]
-    assert re.search(rf"def {op.method}\(self\) -> Value: \.\.\.", value_class), (
-        f"op {op.name}: cmicrograd/_engine.pyi's Value has no `def {op.method}(self) -> Value: ...`")
+    assert re.search(rf"def {op.method}\(self[,)].*-> Value: \.\.\.", value_class), (
+        f"op {op.name}: cmicrograd/_engine.pyi's Value has no `def {op.method}(self...) -> Value: ...`")
 
 
 def test_the_table_is_consistent():

@@ -36,10 +36,12 @@ __all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update", 
            "compile", "CompiledGraph"]
 
 # ---- op codes, from the op table (cmicrograd/_ops.py) --------------------------------
-LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM = (
+LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM, DETACHED_MAX = (
     _ops.BY_NAME[name].code
-    for name in ("leaf", "add", "mul", "pow", "relu", "tanh", "exp", "log", "sigmoid", "custom")
+    for name in ("leaf", "add", "mul", "pow", "relu", "tanh", "exp", "log", "sigmoid", "custom",
+                 "detached_max")
 )
+BINARY = frozenset(op.code for op in _ops.BUILTIN if op.arity == 2)
 
 
 # ---- the rules, forward next to backward, one op after the other ---------------------
@@ -127,9 +129,20 @@ def sigmoid_backward(out: Value) -> None:
     out._a._grad += (s * (1.0 - s)) * out._grad
 
 
+def detached_max_forward(a: float, b: float, k: float) -> float:
+    return b if b > a else a  # as Python's max(a, b)
+
+
+def detached_max_backward(out: Value) -> None:
+    pass  # no gradient passes
+
+
+_N_CODES = 1 + max(op.code for op in _ops.OPS if op.kind != "internal")
+
+
 def _rule_table(kind: str) -> Tuple[Any, ...]:
     """The ``{op}_{kind}`` rules above, indexed by op code (None for leaves, custom)."""
-    table: List[Any] = [None] * (CUSTOM + 1)
+    table: List[Any] = [None] * _N_CODES
     for op in _ops.BUILTIN:
         rule = globals().get(f"{op.name}_{kind}")
         if rule is None:
@@ -141,7 +154,7 @@ def _rule_table(kind: str) -> Tuple[Any, ...]:
 
 FORWARD: Tuple[Optional[Callable[[float, float, float], float]], ...] = _rule_table("forward")
 BACKWARD: Tuple[Optional[Callable[[Value], None]], ...] = _rule_table("backward")
-OP_SYMBOLS = tuple(_ops.BY_CODE[c].symbol if c in _ops.BY_CODE else "" for c in range(CUSTOM + 1))
+OP_SYMBOLS = tuple(_ops.BY_CODE[c].symbol if c in _ops.BY_CODE else "" for c in range(_N_CODES))
 
 Number = Union[int, float]
 Operand = Union["Value", int, float]
@@ -268,6 +281,12 @@ class Value:
         return Value._node(
             sigmoid_forward(self._data, 0.0, 0.0), SIGMOID, self, None, 0.0
         )
+
+    def detached_max(self, other: Operand) -> Value:
+        """max(self.data, other.data) as a node that passes no gradient back (softmax
+        subtracts it from the logits so that no exp overflows)."""
+        other = self._operand(other, "detached_max", False)
+        return Value._node(detached_max_forward(self._data, other._data, 0.0), DETACHED_MAX, self, other, 0.0)
 
     # ---- composites, built from the ops above exactly as micrograd builds them -------
     def __neg__(self) -> Value:  # -self
@@ -500,13 +519,17 @@ class CompiledGraph:
 
     Make one with ``cmicrograd.compile(output)``. Python control flow that ran while the
     graph was built (an ``if`` on ``.data``) is frozen into it, as with torch.jit.trace;
-    relu and the other ops are evaluated anew at every replay.
+    relu and the other ops are evaluated anew at every replay. Compiled with an
+    optimizer, calling it runs a whole training step.
     """
 
-    def __init__(self, output: Value) -> None:
+    def __init__(self, output: Value, optimizer: Any = None) -> None:
         if type(output) is not Value:
             raise TypeError(f"compile() needs a Value, not {type(output).__name__}")
+        from .._engines import check_optimizer
+
         self.output = output
+        self.optimizer = check_optimizer(optimizer, Value)
         self._topo = _topological_order(output)
         self._ops = [v for v in self._topo if v._code != LEAF and (v._code != CUSTOM or v._kids)]
         for v in self._ops:
@@ -540,6 +563,19 @@ class CompiledGraph:
             raise RuntimeError("the last forward() failed: call forward() again first")
         _backward_through(self.output, self._topo)
 
+    def __call__(self) -> float:
+        """One training step: ``forward()``, the optimizer's ``zero_grad()``,
+        ``backward()``, the optimizer's ``step()``. Returns the loss (the output's data
+        before the update)."""
+        if self.optimizer is None:
+            raise TypeError("this compiled graph has no optimizer: compile(loss, optimizer=opt) "
+                            "to call it as a training step, or call forward() and backward()")
+        value = self.forward()
+        self.optimizer.zero_grad()
+        self.backward()
+        self.optimizer.step()
+        return value
+
     @property
     def num_nodes(self) -> int:
         """How many recorded nodes and constants (slots) a replay walks."""
@@ -549,9 +585,9 @@ class CompiledGraph:
         return f"<cmicrograd CompiledGraph: {len(self._topo)} nodes, output={self.output!r}>"
 
 
-def compile(output: Value) -> CompiledGraph:
+def compile(output: Value, optimizer: Any = None) -> CompiledGraph:
     """Record the graph that produced ``output`` for fast replay (see CompiledGraph)."""
-    return CompiledGraph(output)
+    return CompiledGraph(output, optimizer)
 
 
 # ---- pickling: a graph as packed arrays, so deep graphs never recurse ---------------
@@ -561,6 +597,7 @@ def compile(output: Value) -> CompiledGraph:
 # within one pickle; and the rare parts in a dict {index: (label, op string, custom
 # backward, CUSTOM children)}. Bytes are immutable, so deepcopy copies only the leaves.
 PICKLE_FORMAT = 1
+STORED_CODES = frozenset(op.code for op in _ops.OPS if op.kind != "internal")
 
 
 def _flatten(root: Value) -> Tuple[Any, ...]:
@@ -610,14 +647,14 @@ def _rebuild(version: int, n: int, nums_b: bytes, meta_b: bytes, kids_b: bytes,
         if nodes[i] is not None:
             continue
         code = meta[2 * i]
-        if code > CUSTOM:
+        if code not in STORED_CODES:
             raise ValueError(f"bad op code {code} in a graph pickle")
         label, op, user, children = extras.get(i, ("", None, None, None))
         if code == LEAF or code == CUSTOM:
             v = Value(0.0, [nodes[j] for j in children] if children else (), op or "", label)
         else:
             a, b = kids[2 * i], kids[2 * i + 1]
-            if not 0 <= a < i or b >= i or (code in (ADD, MUL) and b < 0):
+            if not 0 <= a < i or b >= i or (code in BINARY and b < 0):
                 raise ValueError("a graph pickle's operands must come before their node")
             v = Value._node(0.0, code, nodes[a], nodes[b] if b >= 0 else None, nums[4 * i + 2],
                             op if op is not None else OP_SYMBOLS[code])
