@@ -2,7 +2,7 @@
 # pure twin, cmicrograd/reference/engine.py, has the same API with inline annotations.
 # Only what users and cmicrograd's own modules call is declared here: the engine's
 # underscore-named test hooks are not API.
-from typing import Any, Callable, Iterable, List, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 _Number = Union[int, float]
 _Operand = Union["Value", int, float]
@@ -60,6 +60,7 @@ class Value:
     def __rtruediv__(self, other: _Number) -> Value: ...
     def backward(self) -> None: ...
     def __reduce__(self) -> Tuple[Any, ...]: ...
+    def _repr_svg_(self) -> Optional[str]: ...
 
 class CompiledGraph:
     """A recorded graph, replayed in C (see cmicrograd.compile)."""

@@ -46,6 +46,15 @@ RANKDIRS = ("LR", "TB", "RL", "BT")
 _RECORD_SPECIAL = re.compile(r'([\\{}|<>"])')
 
 
+def repr_svg(root: Any) -> Optional[str]:
+    """What a Value shows in Jupyter: its graph as SVG, or None (Jupyter then shows the
+    repr) when it cannot be drawn."""
+    try:
+        return str(draw_dot(root).pipe(format="svg", encoding="utf-8"))
+    except Exception:  # no graphviz, no dot, ...: the repr will do
+        return None
+
+
 def require_graphviz() -> Any:
     """The graphviz module, or ImportError with the install hint."""
     try:

@@ -239,6 +239,12 @@ cdef class Value:
     def __repr__(self):
         return f"Value(data={self.n.data}, grad={self.n.grad})"
 
+    def _repr_svg_(self):
+        """This Value's graph as SVG, for Jupyter (None when it cannot be drawn, e.g. no
+        Graphviz: Jupyter then shows the repr). See cmicrograd.viz.repr_svg."""
+        from cmicrograd.viz import repr_svg
+        return repr_svg(self)
+
     def __reduce__(self):
         return reduce_value(self)
 

@@ -391,6 +391,13 @@ class Value:
     def __repr__(self) -> str:
         return f"Value(data={self._data}, grad={self._grad})"
 
+    def _repr_svg_(self) -> Optional[str]:
+        """This Value's graph as SVG, for Jupyter (None when it cannot be drawn, e.g. no
+        Graphviz: Jupyter then shows the repr). See cmicrograd.viz.repr_svg."""
+        from ..viz import repr_svg
+
+        return repr_svg(self)
+
     def __reduce__(self) -> Tuple[Any, ...]:
         if self._code == LEAF:
             return (_rebuild_leaf, (self._data, self._grad, self._label))
