@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple, 
 from ._engines import engine_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    import graphviz
+    import graphviz  # type: ignore[import-untyped]
 
 VIZ_HINT = 'drawing graphs needs the graphviz package: pip install "cmicrograd[viz]"'
 DOT_HINT = (
