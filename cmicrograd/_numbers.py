@@ -37,10 +37,16 @@ def math_error(code: int, x: float, k: float = 0.0) -> Exception:
     if code == ERR_LOG_DOMAIN:
         return ValueError(f"log({x!r}) is undefined: log needs a positive number")
     if code == ERR_ZERO_DIV:
-        return ZeroDivisionError(f"float division by zero (dividing {k!r} by {x!r})")
+        return division_error()
     if code == ERR_UNKNOWN_OP:
         return SystemError(f"cmicrograd has no rule for this op code (an engine bug): {x!r}")
     return SystemError(f"unknown cmicrograd math error code {code}")
+
+
+def division_error() -> ZeroDivisionError:
+    """What dividing by zero raises, in a division (``a / b``) or a rule that divides:
+    Python's own message for floats."""
+    return ZeroDivisionError("float division by zero")
 
 
 def _describe(x: object) -> str:

@@ -119,8 +119,12 @@ cdef class Value:
         cdef int err = 0
         cdef double c, inv
         if type(other) is Value:
+            if (<Value>other).n.data == 0.0:
+                raise _numbers.division_error()
             return _binary(MUL, self, _power(<Value>other, -1))
         c = _operand(other, "/", self, False)
+        if c == 0.0:
+            raise _numbers.division_error()
         inv = float_pow(c, -1.0, &err)
         if err:
             raise_math_error(err, c, -1.0)
@@ -128,6 +132,8 @@ cdef class Value:
 
     def __rtruediv__(self, other):  # other / self is self**-1 * other
         cdef double c = _operand(other, "/", self, True)
+        if self.n.data == 0.0:
+            raise _numbers.division_error()
         return _with_constant(MUL, _power(self, -1), c)
 
     def __rpow__(self, other, modulo=None):
@@ -427,7 +433,7 @@ cdef inline double tanh_forward(double a, double b, double k, int* err) noexcept
 
 cdef inline void tanh_backward(double a, double b, double k, double out, double g,
                                double* ga, double* gb, int* err) noexcept nogil:
-    ga[0] += (1.0 - out * out) * g
+    ga[0] += (1.0 - float_pow(out, 2.0, err)) * g   # the lecture's (1 - t**2) * grad
 
 
 cdef inline double exp_forward(double a, double b, double k, int* err) noexcept nogil:
@@ -454,7 +460,7 @@ cdef inline void log_backward(double a, double b, double k, double out, double g
     if a == 0.0:
         err[0] = ERR_ZERO_DIV
         return
-    ga[0] += g / a
+    ga[0] += (1.0 / a) * g                # Karpathy's engines: (1/x) * grad
 
 
 cdef inline double sigmoid_forward(double a, double b, double k, int* err) noexcept nogil:

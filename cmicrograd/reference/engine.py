@@ -25,6 +25,7 @@ from .._numbers import (
     ERR_EXP_RANGE,
     ERR_LOG_DOMAIN,
     ERR_ZERO_DIV,
+    division_error,
     exponent_error,
     float_pow,
     math_error,
@@ -90,7 +91,7 @@ def tanh_forward(a: float, b: float, k: float) -> float:
 
 def tanh_backward(out: Value) -> None:
     t = out._data
-    out._a._grad += (1.0 - t * t) * out._grad
+    out._a._grad += (1.0 - float_pow(t, 2.0)) * out._grad  # the lecture's (1 - t**2) * grad
 
 
 def exp_forward(a: float, b: float, k: float) -> float:
@@ -114,7 +115,7 @@ def log_backward(out: Value) -> None:
     a = out._a
     if a._data == 0.0:
         raise math_error(ERR_ZERO_DIV, a._data, out._grad)
-    a._grad += out._grad / a._data
+    a._grad += (1.0 / a._data) * out._grad  # Karpathy's engines: (1/x) * grad
 
 
 def sigmoid_forward(a: float, b: float, k: float) -> float:
@@ -310,12 +311,18 @@ class Value:
 
     def __truediv__(self, other: Operand) -> Value:  # self / other
         if type(other) is Value:
+            if other._data == 0.0:
+                raise division_error()
             return self * other**-1
         c = self._operand(other, "/", False)._data
+        if c == 0.0:
+            raise division_error()
         return self * float_pow(c, -1.0)
 
     def __rtruediv__(self, other: Operand) -> Value:  # other / self
         c = self._operand(other, "/", True)
+        if self._data == 0.0:
+            raise division_error()
         return self**-1 * c
 
     def __rpow__(self, other: object) -> Value:
