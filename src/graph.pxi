@@ -200,9 +200,9 @@ cdef tuple _EMPTY = ()
 
 cdef PyObject* custom_children(Node* node) noexcept:
     """A CUSTOM node's children tuple (borrowed; the empty tuple if it has none)."""
-    cdef object extra = (<Value>_obj(node))._extra
-    if type(extra) is _Record and (<_Record>extra).children is not None:
-        return <PyObject*>(<_Record>extra).children
+    cdef PyObject* slot = record_slot(<Value>_obj(node))
+    if slot != NULL and (<object>slot).__class__ is _Record and (<_Record>slot).children is not None:
+        return <PyObject*>(<_Record>slot).children
     return <PyObject*>_EMPTY
 
 
@@ -379,9 +379,9 @@ cdef int _backward_with_callbacks(NodeArray* topo) except -1:
         for i in range(topo.n - 1, -1, -1):
             node = topo.items[i]
             if node.code == CUSTOM:
-                extra = (<Value>_obj(node))._extra
-                if type(extra) is _Record and (<_Record>extra).backward is not None:
-                    (<_Record>extra).backward()
+                rec = record_of(<Value>_obj(node))
+                if rec is not None and (<_Record>rec).backward is not None:
+                    (<_Record>rec).backward()
             elif node.code != LEAF:
                 err = backward_step(node)
                 if err:

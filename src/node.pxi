@@ -7,6 +7,12 @@
 # Nodes are not tracked by the cyclic GC: their operands are fixed at creation and
 # nothing a user can set points back. Only a node holding Python objects that could
 # (a custom _backward, a Function, user attributes) is tracked: see set_record.
+#
+# What a node rarely needs (a label, a custom node's children and callables, the user's
+# own attributes: p.m = 0.0) sits in one pointer, the record slot, which is NULL for
+# almost every node: the type's tp_dictoffset points at it, so Python finds a user's
+# attributes there the usual way (the record is a dict subclass). A Value costs nothing
+# more until one of these is set.
 
 # ---- the node ----------------------------------------------------------------------
 cdef struct Node:
@@ -48,29 +54,92 @@ cdef inline Value _value(Node* p):
 
 # ---- what a node rarely needs ----------------------------------------------------------
 @cython.final
-cdef class _Record:
-    """What a node rarely needs: a custom node's children, op string and callables."""
+cdef class _Record(dict):
+    """What a node rarely needs: its label, a custom node's children, op string and
+    callables; as a dict, the user's own attributes (the Value's __dict__)."""
     cdef public str label
     cdef public object op          # str, or None to derive it from the op code
     cdef public tuple children     # CUSTOM: the distinct children, in order
     cdef public object backward    # a user's no-argument backward callable, or None
 
+    def __cinit__(self):
+        self.label = ""
+
+
+cdef inline PyObject* record_slot(Value v) noexcept:
+    """v's record slot, borrowed: NULL, a _Record, or a plain dict of attributes (made
+    by Python's generic setattr if something bypassed the type's own)."""
+    return (<PyObject**>(<char*><PyObject*>v + RECORD_OFFSET))[0]
+
+
+cdef inline _Record record_of(Value v):
+    """v's record, or None."""
+    cdef PyObject* slot = record_slot(v)
+    if slot != NULL and (<object>slot).__class__ is _Record:
+        return <_Record>slot
+    return None
+
+
+cdef void _set_slot(Value v, object new) noexcept:
+    """Put new (or NULL for None) in v's record slot, releasing what was there."""
+    cdef PyObject** slot = <PyObject**>(<char*><PyObject*>v + RECORD_OFFSET)
+    cdef PyObject* old = slot[0]
+    if new is None:
+        slot[0] = NULL
+    else:
+        Py_INCREF(new)
+        slot[0] = <PyObject*>new
+    if old != NULL:
+        Py_DECREF(<object>old)
+
 
 cdef _Record _make_record(Value v):
-    """v's record, creating it (and keeping v's label) if it has none."""
-    if type(v._extra) is _Record:
-        return <_Record>v._extra
+    """v's record, creating it (and keeping attributes already set) if it has none."""
+    cdef PyObject* slot = record_slot(v)
+    if slot != NULL and (<object>slot).__class__ is _Record:
+        return <_Record>slot
     rec = _Record.__new__(_Record)
-    rec.label = v._extra if v._extra is not None else ""
+    if slot != NULL:
+        rec.update(<object>slot)
     set_record(v, rec)
     return rec
 
 
 cdef inline void set_record(Value v, _Record rec) except *:
-    v._extra = rec
-    # a record may hold a callable that refers back to v: let the GC see the cycle
+    _set_slot(v, rec)
+    # a record may hold a callable, or an attribute, that refers back to v: let the GC
+    # see the cycle
     if not cm_gc_is_tracked(<PyObject*>v):
         PyObject_GC_Track(<PyObject*>v)
+
+
+cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) except -1:
+    """The Value type's tp_setattro: data, grad, label, _backward as usual; any other
+    name is the user's own attribute, kept in the record (created on first use)."""
+    cdef PyObject* descr = _PyType_Lookup(Py_TYPE(o), name)
+    cdef Value v
+    if (descr != NULL and Py_TYPE(descr).tp_descr_set != NULL) or not PyUnicode_Check(name):
+        return PyObject_GenericSetAttr(o, name, value)
+    v = <Value>o
+    if value == NULL:
+        rec = record_of(v)
+        if rec is None and record_slot(v) == NULL:
+            raise AttributeError(f"'Value' object has no attribute '{<object>name}'")
+        attrs = rec if rec is not None else <object>record_slot(v)
+        try:
+            del attrs[<object>name]
+        except KeyError:
+            raise AttributeError(f"'Value' object has no attribute '{<object>name}'") from None
+        return 0
+    rec = _make_record(v)
+    PyDict_SetItem(rec, <object>name, <object>value)
+    return 0
+
+
+cdef int _value_clear(PyObject* o) noexcept:
+    """The Value type's tp_clear (the GC breaking a cycle): drop the record."""
+    _set_slot(<Value>o, None)
+    return 0
 
 
 # ---- allocating Values -------------------------------------------------------------------
@@ -81,8 +150,17 @@ cdef extern from "value_alloc.h":
     Py_ssize_t cm_trim()
     Py_ssize_t cm_bytes_held()
 
+cdef extern from "Python.h":
+    PyObject* _PyType_Lookup(PyTypeObject*, PyObject*)
+    int PyObject_GenericSetAttr(PyObject*, PyObject*, PyObject*) except -1
+    bint PyUnicode_Check(PyObject*)
+    PyTypeObject* Py_TYPE(PyObject*)
+    int PyDict_SetItem(object, object, object) except -1
+
 cdef extern from "node.h":
-    void cm_install_allocator(PyTypeObject*)
+    void cm_install_allocator(PyTypeObject*, destructor)
+    void cm_install_value_slots(PyTypeObject*, void*, void*)
+    Py_ssize_t cm_node_offset, cm_record_offset
     bint cm_gc_is_tracked(PyObject*) noexcept
     Value cm_new_value(PyTypeObject*, Py_ssize_t, Py_ssize_t)
     Value cm_new_value_unset(PyTypeObject*, Py_ssize_t)
@@ -154,7 +232,7 @@ cdef void _value_dealloc(PyObject* o) noexcept:
     record_slot[0] = NULL
     _draining = True
     if record != NULL:
-        if _refcount(record) > 1 or <object>record is None or not _push_pending(record):
+        if _refcount(record) > 1 or not _push_pending(record):
             Py_DECREF(<object>record)
     release_operands(_node_of_item(o), outermost)
     cm_value_free(o)
@@ -189,7 +267,7 @@ cdef void _clear_operands(Value v) noexcept:
     """Drop v's operands and record (for __init__ on an existing Value)."""
     if v.n.a != NULL or v.n.b != NULL:
         release_operands(&v.n, not _draining)
-    v._extra = None
+    _set_slot(v, None)
 
 
 def _trim_memory():
@@ -204,21 +282,23 @@ def _sizeof_node():
 
 
 cdef init_value_type():
-    """Install the allocator and the deallocator, and find the field offsets."""
-    global NODE_OFFSET, RECORD_OFFSET, VALUE_TYPE
+    """Install the allocator, the deallocator and the attribute slots, and find the
+    field offsets."""
+    global NODE_OFFSET, RECORD_OFFSET, VALUE_TYPE, cm_node_offset, cm_record_offset
     VALUE_TYPE = <PyTypeObject*>Value
     if cm_alloc_init(VALUE_TYPE.tp_basicsize) != 0:
         raise ImportError("cmicrograd._engine: Value is too large for its allocator")
-    cm_install_allocator(VALUE_TYPE)
-    VALUE_TYPE.tp_dealloc = <destructor>_value_dealloc
-    cdef Value probe = Value.__new__(Value)
+    cm_install_allocator(VALUE_TYPE, <destructor>_value_dealloc)
+    cdef Value probe = Value.__new__(Value)   # Cython's own tp_new: the slot holds None
     NODE_OFFSET = <char*>&probe.n - <char*><PyObject*>probe
     RECORD_OFFSET = NODE_OFFSET + sizeof(Node)
     sentinel = object()
-    probe._extra = sentinel
+    probe._record_slot = sentinel
     if (<PyObject**>(<char*><PyObject*>probe + RECORD_OFFSET))[0] != <PyObject*>sentinel:
         raise ImportError("cmicrograd._engine: unexpected Value layout")
-    probe._extra = None
+    probe._record_slot = None
+    cm_node_offset, cm_record_offset = NODE_OFFSET, RECORD_OFFSET
+    cm_install_value_slots(VALUE_TYPE, <void*>_value_setattro, <void*>_value_clear)
 
 
 def _pending_frees():

@@ -8,7 +8,9 @@
 #   leaves  [(index, Value)]: leaves other than the root, kept as objects so that
 #           parameters keep their identity within one pickle
 #   extras  {index: (label, op string or None, custom backward or None,
-#                    CUSTOM children indices or None)}
+#                    CUSTOM children indices or None[, the user's attributes])}
+# (the attributes, a dict, only when there are some: such pickles are otherwise what
+# earlier versions wrote, and earlier pickles load unchanged)
 # Bytes are immutable, so copy.deepcopy of a huge graph copies nothing but the leaves.
 PICKLE_FORMAT = 1
 STORED_CODES = frozenset([op.code for op in _ops.OPS if op.kind != "internal"])
@@ -52,17 +54,13 @@ cdef tuple _flatten(Value root):
             if node.code == LEAF and node != &root.n:
                 leaves.append((i, v))
                 continue
-            extra = (<Value>v)._extra
-            if extra is None:
+            if record_slot(<Value>v) == NULL:
                 continue
-            if type(extra) is str:
-                extras[i] = (extra, None, None, None)
-                continue
-            rec = <_Record>extra
+            rec = _make_record(<Value>v)
             children = None
             if node.code == CUSTOM and rec.children is not None:
                 children = tuple([index[<Py_ssize_t>&(<Value>c).n] for c in rec.children])
-            extras[i] = (rec.label, rec.op, rec.backward, children)
+            extras[i] = (rec.label, rec.op, rec.backward, children) + ((dict(rec),) if rec else ())
     finally:
         return_scratch(&topo)
     return (PICKLE_FORMAT, n, bytes(nums_b), bytes(meta_b), bytes(kids_b), leaves, extras)
@@ -70,14 +68,19 @@ cdef tuple _flatten(Value root):
 
 cdef tuple reduce_value(Value v):
     """Value.__reduce__: a leaf by its fields, any other node as its flattened graph."""
+    cdef PyObject* slot
     if v.n.code == LEAF:
-        return (_rebuild_leaf, (v.n.data, v.n.grad, v.label))
+        slot = record_slot(v)
+        attrs = (dict(<object>slot),) if slot != NULL and len(<object>slot) else ()
+        return (_rebuild_leaf, (v.n.data, v.n.grad, v.label) + attrs)
     return (_rebuild, _flatten(v))
 
 
-def _rebuild_leaf(data, grad, label):
+def _rebuild_leaf(data, grad, label, attrs=None):
     v = Value(data, (), "", label)
     v.grad = grad
+    if attrs:
+        _make_record(v).update(attrs)
     return v
 
 
@@ -107,7 +110,11 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
             continue
         if meta[2 * i] not in STORED_CODES:
             raise ValueError(f"bad op code {meta[2 * i]} in a graph pickle")
-        label, op, backward, children = extras.get(i, ("", None, None, None))
+        extra = extras.get(i, ("", None, None, None))
+        if type(extra) is not tuple or len(extra) not in (4, 5):
+            raise ValueError("a graph pickle's node extras must be tuples of 4 or 5 items")
+        label, op, backward, children = extra[:4]
+        attrs = extra[4] if len(extra) == 5 else None
         if meta[2 * i] == LEAF or meta[2 * i] == CUSTOM:
             v = Value(0.0, [nodes[j] for j in children] if children else (),
                       op if op is not None else "", label)
@@ -137,5 +144,7 @@ def _rebuild(int version, Py_ssize_t n, bytes nums_b, bytes meta_b, bytes kids_b
         v.n.kgrad = nums[4 * i + 3]
         if backward is not None:
             v._backward = backward
+        if attrs:
+            _make_record(v).update(attrs)
         nodes[i] = v
     return nodes[n - 1]

@@ -407,9 +407,9 @@ cdef Py_ssize_t _custom_children_len(Node* node) noexcept:
 
 cdef object _function_of(Node* node):
     """The FunctionBackward of a Function node; TypeError for a hand-written _backward."""
-    extra = _value(node)._extra
-    if type(extra) is _Record:
-        fb = (<_Record>extra).backward
+    rec = record_of(_value(node))
+    if rec is not None:
+        fb = (<_Record>rec).backward
         if fb is not None and hasattr(fb, "recompute") and hasattr(fb, "inputs"):
             return fb
     raise TypeError(

@@ -21,7 +21,9 @@ cdef class Value:
     calls (``Module.zero_grad()``) unless you mean to sum two passes.
     """
     cdef Node n
-    cdef object _extra   # None, a str label, or a _Record
+    # The record slot (node.pxi): NULL, a _Record or a dict. Cython must never read or
+    # write it by name (it would take NULL for an object): use record_of and friends.
+    cdef object _record_slot
 
     # numpy defers to our reflected operators: np.float64(2) * v is a Value.
     __array_ufunc__ = None
@@ -49,9 +51,11 @@ cdef class Value:
             set_record(self, rec)
             self.n.code = CUSTOM
         else:
-            self._extra = label if label else None
             self.n.code = LEAF
-            PyObject_GC_UnTrack(<PyObject*>self)
+            if cm_gc_is_tracked(<PyObject*>self):
+                PyObject_GC_UnTrack(<PyObject*>self)
+            if label:
+                _make_record(self).label = label
 
     # ---- the ops, in the order of the op table ---------------------------------------
     def __add__(self, other):
@@ -170,27 +174,26 @@ cdef class Value:
     @property
     def label(self):
         """A name for drawing and debugging (a str, '' by default)."""
-        e = self._extra
-        if e is None:
-            return ""
-        if type(e) is str:
-            return e
-        return (<_Record>e).label
+        rec = record_of(self)
+        return "" if rec is None else (<_Record>rec).label
 
     @label.setter
     def label(self, value):
         if type(value) is not str:
             raise TypeError(f"label must be a str, not {type(value).__name__}")
-        if type(self._extra) is _Record:
-            (<_Record>self._extra).label = value
-        else:
-            self._extra = value if value else None
+        if value or record_of(self) is not None:
+            _make_record(self).label = value
+
+    @property
+    def __dict__(self):
+        """The Value's own attributes (``v.m = 0.0`` sets one), as any Python object's."""
+        return _make_record(self)
 
     @property
     def _op(self):
         """The op that made this node, as micrograd names it ('+', '*', '**2', 'ReLU')."""
         cdef int code = self.n.code
-        rec = self._extra if type(self._extra) is _Record else None
+        rec = record_of(self)
         if code == CUSTOM:
             return (<_Record>rec).op if rec is not None else ""
         if code == POW:
@@ -209,8 +212,9 @@ cdef class Value:
             return ()
         reveal_children(&self.n)  # a compiled graph may hold newer values, or restructure
         if code == CUSTOM:
-            if type(self._extra) is _Record:
-                return (<_Record>self._extra).children
+            rec = record_of(self)
+            if rec is not None and (<_Record>rec).children is not None:
+                return (<_Record>rec).children
             return ()
         if code == DOT:
             composite_expand(self)  # looking inside a fused sum expands it
@@ -229,8 +233,9 @@ cdef class Value:
 
         Assign a callable to give a node a custom backward (as the lecture does).
         """
-        if type(self._extra) is _Record and (<_Record>self._extra).backward is not None:
-            return (<_Record>self._extra).backward
+        rec = record_of(self)
+        if rec is not None and (<_Record>rec).backward is not None:
+            return (<_Record>rec).backward
         step = _LocalBackward.__new__(_LocalBackward)
         (<_LocalBackward>step).node = self
         return step

@@ -173,7 +173,10 @@ class Value:
     calls (``Module.zero_grad()``) unless you mean to sum two passes.
     """
 
-    __slots__ = ("_data", "_grad", "_a", "_b", "_k", "_code", "_opname", "_kids", "_label", "_user")
+    # __dict__: the user's own attributes (p.m = 0.0, a colour for drawing), as on
+    # micrograd's plain class; made on first use
+    __slots__ = ("_data", "_grad", "_a", "_b", "_k", "_code", "_opname", "_kids", "_label", "_user",
+                 "__dict__")
     _data: float
     _grad: float
     _a: Any  # the first operand (a Value), None for leaves
@@ -407,7 +410,8 @@ class Value:
 
     def __reduce__(self) -> Tuple[Any, ...]:
         if self._code == LEAF:
-            return (_rebuild_leaf, (self._data, self._grad, self._label))
+            attrs = self.__dict__
+            return (_rebuild_leaf, (self._data, self._grad, self._label) + ((dict(attrs),) if attrs else ()))
         return (_rebuild, _flatten(self))
 
 
@@ -631,15 +635,18 @@ def _flatten(root: Value) -> Tuple[Any, ...]:
             kids.extend((index[id(v._a)], -1 if v._b is None else index[id(v._b)]))
         if v._code == LEAF and v is not root:
             leaves.append((i, v))
-        elif v._label or v._code in (POW, CUSTOM) or v._user is not None:
+        elif v._label or v._code in (POW, CUSTOM) or v._user is not None or v.__dict__:
             children = tuple(index[id(c)] for c in v._kids) if v._code == CUSTOM else None
-            extras[i] = (v._label, v._opname if v._code in (POW, CUSTOM) else None, v._user, children)
+            attrs = (dict(v.__dict__),) if v.__dict__ else ()
+            extras[i] = (v._label, v._opname if v._code in (POW, CUSTOM) else None, v._user, children) + attrs
     return (PICKLE_FORMAT, len(topo), nums.tobytes(), meta.tobytes(), kids.tobytes(), leaves, extras)
 
 
-def _rebuild_leaf(data: float, grad: float, label: str) -> Value:
+def _rebuild_leaf(data: float, grad: float, label: str, attrs: Optional[Dict[str, Any]] = None) -> Value:
     v = Value(data, (), "", label)
     v._grad = to_float(grad, "Value grad")
+    if attrs:
+        v.__dict__.update(attrs)
     return v
 
 
@@ -663,7 +670,11 @@ def _rebuild(version: int, n: int, nums_b: bytes, meta_b: bytes, kids_b: bytes,
         code = meta[2 * i]
         if code not in STORED_CODES:
             raise ValueError(f"bad op code {code} in a graph pickle")
-        label, op, user, children = extras.get(i, ("", None, None, None))
+        extra = extras.get(i, ("", None, None, None))
+        if type(extra) is not tuple or len(extra) not in (4, 5):
+            raise ValueError("a graph pickle's node extras must be tuples of 4 or 5 items")
+        label, op, user, children = extra[:4]
+        attrs = extra[4] if len(extra) == 5 else None
         if code == LEAF or code == CUSTOM:
             v = Value(0.0, [nodes[j] for j in children] if children else (), op or "", label)
         else:
@@ -677,6 +688,8 @@ def _rebuild(version: int, n: int, nums_b: bytes, meta_b: bytes, kids_b: bytes,
         v._grad = nums[4 * i + 1]
         if user is not None:
             v._backward = user
+        if attrs:
+            v.__dict__.update(attrs)
         nodes[i] = v
     root: Value = nodes[n - 1]
     return root
