@@ -13,6 +13,7 @@ from .arrays import (
     values,
     vector_to_parameters,
 )
+from .autograd import grad
 from .replay import assign
 from .replay import compile as compile  # explicit: typed as exported, yet not in __all__
 
@@ -23,7 +24,7 @@ from types import ModuleType as _ModuleType
 # The other submodules (cmicrograd.train, .optim, .losses, .datasets, ...) load on first
 # use: `import cmicrograd` stays light (no numpy) and still reaches all of them.
 _SUBMODULES = ("nn", "optim", "losses", "datasets", "train", "progress", "plot", "cli", "gradcheck",
-               "function", "viz", "reference")
+               "function", "viz", "reference", "autograd")
 
 
 def __getattr__(name: str) -> "_ModuleType":
@@ -41,6 +42,6 @@ def __dir__() -> "list[str]":
 # compile is cmicrograd.compile, but `from cmicrograd import *` leaves it out: it would
 # shadow the builtin compile().
 __all__ = [
-    "Value", "IMPLEMENTATION", "assign", "values", "to_array",
+    "Value", "IMPLEMENTATION", "grad", "assign", "values", "to_array",
     "parameters_to_vector", "vector_to_parameters", "grads_to_vector", "__version__",
 ]

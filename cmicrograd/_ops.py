@@ -1,10 +1,11 @@
-"""The op table: every op a node can have, declared once.
+"""The op table: every op a node can have, declared once, with its derivative as Value ops.
 
 Both engines follow this table, and ``tests/test_ops.py`` fails, naming the missing
-piece, when an op lacks its method, a forward or backward rule in either engine, a
-parity generator in the tests, or a type-stub entry. ``setup.py`` turns the table into
-the compiled engine's op codes and rule dispatch (``src/_optable.pxi``, generated at
-build time), and the pure engine reads it at import. How to add an op: CONTRIBUTING.md.
+piece, when an op lacks its method, a forward or backward rule in either engine, its
+derivative here, a parity generator in the tests, or a type-stub entry. ``setup.py``
+turns the table into the compiled engine's op codes and rule dispatch
+(``src/_optable.pxi``, generated at build time), and the pure engine reads it at
+import. How to add an op: CONTRIBUTING.md.
 
 This file is loaded by ``setup.py`` on its own (before the package is built), so it
 imports nothing from cmicrograd.
@@ -12,7 +13,7 @@ imports nothing from cmicrograd.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 
 class Op(NamedTuple):
@@ -49,6 +50,8 @@ OPS: Tuple[Op, ...] = (
     Op("custom", 9, "", None, -1, False, False, kind="custom"),
     # the larger data of two, passing no gradient: a stable softmax's shift (losses.py)
     Op("detached_max", 10, "max", "detached_max", 2, False, False),
+    # 1/x: log's derivative as a node, so that it can be differentiated again (grad())
+    Op("reciprocal", 11, "1/x", "reciprocal", 1, True, True),
     # a fused weighted sum (src/fused.pxi): shows itself as the chain of '+' and '*'
     # nodes it stands for, and expands into it before anyone looks inside
     Op("dot", 128, "+", None, -1, False, False, kind="internal"),
@@ -58,6 +61,52 @@ BY_NAME = {op.name: op for op in OPS}
 BY_CODE = {op.code: op for op in OPS}
 BUILTIN = tuple(op for op in OPS if op.kind == "op")
 """The ops with forward and backward rules, in table order."""
+
+
+# ---- each op's derivative as Value ops, for grad(..., create_graph=True) ----------------
+# {name}_derivative(a, b, k, out, g): what the op's backward rule adds to each operand's
+# grad (a tuple: a's, then b's for a binary op; None for nothing), built from Value ops
+# that do exactly the float operations of the engines' backward rules, in the same order,
+# so first derivatives come out bit-identical to backward()'s grads. a, b are the operand
+# Values (b a number for an inline constant), k POW's exponent, out the node, g its grad.
+def add_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (g, g)
+
+
+def mul_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (b * g, a * g)
+
+
+def pow_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return ((a ** (k - 1.0) * k) * g,)          # (k * a**(k - 1)) * g
+
+
+def relu_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (g * float(out.data > 0),)            # float(out > 0) * g, a constant step
+
+
+def tanh_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return ((1.0 - out ** 2) * g,)
+
+
+def exp_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (out * g,)
+
+
+def log_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (a.reciprocal() * g,)                 # (1/x) * g
+
+
+def sigmoid_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return ((out * (1.0 - out)) * g,)
+
+
+def detached_max_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (None, None)                          # no gradient passes
+
+
+def reciprocal_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (((out * out) * -1.0) * g,)           # (-(r * r)) * g
 
 
 def _check(ops: Tuple[Op, ...]) -> None:
@@ -72,4 +121,7 @@ def _check(ops: Tuple[Op, ...]) -> None:
 
 _check(OPS)
 
-__all__ = ["Op", "OPS", "BY_NAME", "BY_CODE", "BUILTIN"]
+DERIVATIVES = {op.code: globals().get(f"{op.name}_derivative") for op in BUILTIN}
+"""Each built-in op's derivative rule by code (None where one is missing: test_ops.py says)."""
+
+__all__ = ["Op", "OPS", "BY_NAME", "BY_CODE", "BUILTIN", "DERIVATIVES"]

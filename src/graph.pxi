@@ -285,6 +285,25 @@ def _topological_order(Value root):
         return_scratch(&topo)
 
 
+def _node_parts(Value v):
+    """(op code, operands, k) of node v, its operands as Values (an inline constant as a
+    number), a fused sum expanded first: what grad() differentiates (autograd.py)."""
+    cdef int code = v.n.code
+    if code == LEAF:
+        return (LEAF, (), 0.0)
+    if code == CUSTOM:
+        return (CUSTOM, v._prev, 0.0)
+    reveal_children(&v.n)
+    if code == DOT:
+        composite_expand(v)
+        code = v.n.code
+    a = _value(v.n.a)
+    if binary_op(code):
+        b = v.n.k if v.n.flags & CONST_B else _value(v.n.b)
+        return (code, (a, b), v.n.k)
+    return (code, (a,), v.n.k)
+
+
 # ---- backward ------------------------------------------------------------------------
 cdef int backward_from(Node* root) except -1:
     """Value.backward(): seed root's grad with 1.0 and apply every rule in reverse

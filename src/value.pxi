@@ -93,6 +93,10 @@ cdef class Value:
         """1 / (1 + e**-x), computed without overflow for any x."""
         return _unary(SIGMOID, self, 0.0)
 
+    def reciprocal(self):
+        """1 / x; ZeroDivisionError for x == 0."""
+        return _unary(RECIPROCAL, self, 0.0)
+
     def detached_max(self, other):
         """max(self.data, other.data) as a node that passes no gradient back (softmax
         subtracts it from the logits so that no exp overflows)."""
@@ -486,6 +490,17 @@ cdef inline double detached_max_forward(double a, double b, double k, int* err) 
 cdef inline void detached_max_backward(double a, double b, double k, double out, double g,
                                        double* ga, double* gb, int* err) noexcept nogil:
     pass                                 # no gradient passes
+
+
+cdef inline double reciprocal_forward(double a, double b, double k, int* err) noexcept nogil:
+    if a == 0.0:
+        err[0] = ERR_ZERO_DIV
+        return 0.0
+    return 1.0 / a
+
+cdef inline void reciprocal_backward(double a, double b, double k, double out, double g,
+                                     double* ga, double* gb, int* err) noexcept nogil:
+    ga[0] += (-(out * out)) * g          # d(1/x)/dx = -(1/x)**2
 
 
 def _forward_rule(int code, double a, double b, double k):

@@ -83,6 +83,9 @@ static void *cm_aligned_malloc(size_t size) {
     aligned = (char *)(((uintptr_t)p + size - 1) & ~(uintptr_t)(size - 1));
     if (aligned > p) munmap(p, (size_t)(aligned - p));
     if (aligned + size < p + span) munmap(aligned + size, (size_t)(p + span - (aligned + size)));
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise(aligned, size, MADV_POPULATE_WRITE);
+#endif
     return aligned;
 #endif
 }

@@ -84,6 +84,14 @@ def test_an_unknown_op_code_fails_loudly(both):
         compiled.engine._backward_rule(unused, 1.0, 2.0, 0.0, 3.0, 1.0)
 
 
+@pytest.mark.parametrize("op", _ops.BUILTIN, ids=lambda op: op.name)
+def test_every_op_has_its_derivative_as_value_ops(op):
+    rule = getattr(_ops, f"{op.name}_derivative", None)
+    assert callable(rule), (f"op {op.name}: cmicrograd/_ops.py has no {op.name}_derivative "
+                            "(its backward rule as Value ops, for grad(create_graph=True))")
+    assert _ops.DERIVATIVES[op.code] is rule
+
+
 @pytest.mark.parametrize("op", [op for op in _ops.OPS if op.method], ids=lambda op: op.name)
 def test_every_method_op_has_its_method(engine, op):
     method = getattr(engine.Value, op.method, None)

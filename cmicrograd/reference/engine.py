@@ -37,10 +37,10 @@ __all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update", 
            "compile", "CompiledGraph"]
 
 # ---- op codes, from the op table (cmicrograd/_ops.py) --------------------------------
-LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM, DETACHED_MAX = (
+LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM, DETACHED_MAX, RECIPROCAL = (
     _ops.BY_NAME[name].code
     for name in ("leaf", "add", "mul", "pow", "relu", "tanh", "exp", "log", "sigmoid", "custom",
-                 "detached_max")
+                 "detached_max", "reciprocal")
 )
 BINARY = frozenset(op.code for op in _ops.BUILTIN if op.arity == 2)
 
@@ -128,6 +128,17 @@ def sigmoid_forward(a: float, b: float, k: float) -> float:
 def sigmoid_backward(out: Value) -> None:
     s = out._data
     out._a._grad += (s * (1.0 - s)) * out._grad
+
+
+def reciprocal_forward(a: float, b: float, k: float) -> float:
+    if a == 0.0:
+        raise division_error()
+    return 1.0 / a
+
+
+def reciprocal_backward(out: Value) -> None:
+    r = out._data
+    out._a._grad += (-(r * r)) * out._grad  # d(1/x)/dx = -(1/x)**2
 
 
 def detached_max_forward(a: float, b: float, k: float) -> float:
@@ -285,6 +296,10 @@ class Value:
         return Value._node(
             sigmoid_forward(self._data, 0.0, 0.0), SIGMOID, self, None, 0.0
         )
+
+    def reciprocal(self) -> Value:
+        """1 / x; ZeroDivisionError for x == 0."""
+        return Value._node(reciprocal_forward(self._data, 0.0, 0.0), RECIPROCAL, self, None, 0.0)
 
     def detached_max(self, other: Operand) -> Value:
         """max(self.data, other.data) as a node that passes no gradient back (softmax
@@ -480,6 +495,17 @@ def _topological_order(root: Value) -> List[Value]:
             stack.pop()
             topo.append(node)
     return topo
+
+
+def _node_parts(v: Value) -> Tuple[int, Tuple[Any, ...], float]:
+    """(op code, operands, k) of node v: what grad() differentiates (autograd.py)."""
+    if v._code == LEAF:
+        return (LEAF, (), 0.0)
+    if v._code == CUSTOM:
+        return (CUSTOM, v._kids, 0.0)
+    if v._code in BINARY:
+        return (v._code, (v._a, v._b), v._k)
+    return (v._code, (v._a,), v._k)
 
 
 # ---- helpers for the nn library (the compiled engine runs them as C loops) ----------
