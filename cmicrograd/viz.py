@@ -46,13 +46,54 @@ RANKDIRS = ("LR", "TB", "RL", "BT")
 _RECORD_SPECIAL = re.compile(r'([\\{}|<>"])')
 
 
+# repr_svg draws graphs of at most this many Values (the lecture's neuron has 10, its
+# MLP(3, [4, 4, 1]) on one input 126); a bigger one shows as text. Module-level, so that
+# a notebook can change it: cmicrograd.viz.REPR_SVG_MAX_NODES = 500 (0: never draw).
+REPR_SVG_MAX_NODES = 250
+
+
 def repr_svg(root: Any) -> Optional[str]:
-    """What a Value shows in Jupyter: its graph as SVG, or None (Jupyter then shows the
-    repr) when it cannot be drawn."""
+    """What a Value shows in Jupyter (its ``_repr_svg_``): its graph as SVG, or None, and
+    Jupyter then shows the text repr, ``Value(data=..., grad=...)``.
+
+    Only graphs of at most ``REPR_SVG_MAX_NODES`` Values (250) are drawn, and then all
+    of them: an MLP's graph of 250 Values takes ``dot`` about a tenth of a second and
+    makes about 350 kB of SVG. A training loss has tens of thousands of Values; even the
+    500 nearest its root, what ``draw_dot`` draws, take a second and 800 kB, which
+    Jupyter would also store in the notebook each time ``loss`` ends a cell. Counting
+    stops at the cap, so a big graph costs no more than a small one. ``draw_dot(value)``
+    draws a bigger graph on request (its result displays as SVG in Jupyter too).
+
+    Never raises: without the graphviz package or the ``dot`` program, for a graph
+    ``dot`` cannot draw, or for anything that is not a Value, the answer is None (and
+    ``dot`` writes nothing to the notebook). On the compiled engine, looking inside a
+    graph that ``cmicrograd.compile`` recorded makes it record again on its next call.
+    """
     try:
-        return str(draw_dot(root).pipe(format="svg", encoding="utf-8"))
-    except Exception:  # no graphviz, no dot, ...: the repr will do
+        if _more_than(root, REPR_SVG_MAX_NODES):
+            return None
+        dot = draw_dot(root, max_nodes=None)
+        return str(dot.pipe(format="svg", encoding="utf-8", quiet=True))
+    except Exception:  # no graphviz, no dot, not a Value, ...: the text repr will do
         return None
+
+
+def _more_than(root: Any, limit: int) -> bool:
+    """Whether the graph of ``root`` holds more than ``limit`` Values: a walk without
+    recursion that stops at the first Value over the limit."""
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError(f"REPR_SVG_MAX_NODES must be an int, not {type(limit).__name__}")
+    _check_value(root, "repr_svg")
+    seen = {id(root): root}  # holding each Value seen, so that no id is reused
+    todo = [root]
+    while todo and len(seen) <= limit:
+        for child in todo.pop()._prev:
+            if id(child) not in seen:
+                seen[id(child)] = child
+                todo.append(child)
+                if len(seen) > limit:
+                    return True
+    return len(seen) > limit
 
 
 def require_graphviz() -> Any:
