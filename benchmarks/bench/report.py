@@ -191,9 +191,9 @@ def print_report(record: Record, cfg: Dict[str, Any], workloads: Sequence[Worklo
         if not cs or REF_OFF not in cs or COMPILED not in cs:
             continue
         r_off, _ = ratio_cell(cs[REF_OFF], cs[COMPILED])
-        r_on, _ = ratio_cell(cs[REF_ON], cs[COMPILED])
+        on = f", vs GC on {sig(ratio_cell(cs[REF_ON], cs[COMPILED])[0])}x" if REF_ON in cs else ""
         print(f"  {w.number}. by CPU time of this process (time.process_time, blind to time spent "
-              f"descheduled): ratio vs ref GC off {sig(r_off)}x, vs GC on {sig(r_on)}x")
+              f"descheduled): ratio vs ref GC off {sig(r_off)}x{on}")
     d, cpu = record["durations"], record["cpu_seconds"]
     print(f"  run time: {d['total']:.1f} s wall, {cpu['total']:.1f} s CPU (this process; a wall time "
           "well above the CPU time means other processes took the cores); wall by part: "
