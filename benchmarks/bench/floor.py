@@ -56,7 +56,7 @@ def rows(result: Dict[str, Any], record: Record) -> List[Row]:
     r_ref, t_ref = ratio_cell(s[REF_OFF], s[COMPILED])
     vs_floats = statistics.median(s[COMPILED]) / statistics.median(s[FLOATS])
     _, floats_vs_ref = ratio_cell(s[REF_OFF], s[FLOATS])
-    _, t_floats = ratio_cell(s[COMPILED], s[FLOATS])
+    _, t_floats = ratio_cell(s[COMPILED], s[FLOATS], spread_digits=3)
     need_ref, need_floats = TARGETS["floor_vs_ref"], TARGETS["floor_vs_floats"]
     return [
         ["6. floor: c = a*b + c, all GC off (ns/op)", "", "", cell(s[REF_OFF], 1e9),
@@ -71,7 +71,7 @@ def rows(result: Dict[str, Any], record: Record) -> List[Row]:
 
 def details(result: Dict[str, Any], record: Record) -> List[str]:
     cs = result["cpu_samples"]
-    _, t = ratio_cell(cs[COMPILED], cs[FLOATS])
+    _, t = ratio_cell(cs[COMPILED], cs[FLOATS], spread_digits=3)
     return [f"6. {result['iterations']:,} iterations per loop, 2 ops each; by CPU time the compiled "
             f"loop takes {t} the float loop's time"]
 

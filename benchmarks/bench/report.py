@@ -48,16 +48,17 @@ def cell(xs: Optional[Sequence[float]], scale: float) -> str:
     return f"{sig(s['median'])} ({sig(s['min'], 2)}-{sig(s['max'], 2)})"
 
 
-def ratio_cell(num: Optional[Sequence[float]],
-               den: Optional[Sequence[float]]) -> Tuple[Optional[float], str]:
+def ratio_cell(num: Optional[Sequence[float]], den: Optional[Sequence[float]],
+               spread_digits: int = 2) -> Tuple[Optional[float], str]:
     """(median ratio, text): median(num) / median(den), with the spread of the paired
-    per-repetition ratios."""
+    per-repetition ratios (to `spread_digits` significant digits)."""
     if not num or not den:
         return None, "-"
     r = statistics.median(num) / statistics.median(den)
     paired = [a / b for a, b in zip(num, den)]
     if len(paired) > 1:
-        return r, f"{sig(r)}x ({sig(min(paired), 2)}-{sig(max(paired), 2)})"
+        lo, hi = sig(min(paired), spread_digits), sig(max(paired), spread_digits)
+        return r, f"{sig(r)}x ({lo}-{hi})"
     return r, f"{sig(r)}x"
 
 
