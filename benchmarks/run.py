@@ -43,9 +43,11 @@ def workloads() -> List[Workload]:
     small and has little free memory to reuse (RSS deltas would undercount); the checks
     before any timing; the 10^7 chain last. A new row is a module in bench/ with a
     WORKLOAD (see bench/workload.py), added here."""
-    from bench import backward, build, chain, checks, compile_cost, floor, gpt, memory, step
+    from bench import (backward, build, chain, checks, compile_cost, floor, gpt, memory, optim_replay,
+                       step)
     return [memory.WORKLOAD, checks.WORKLOAD, step.WORKLOAD, backward.WORKLOAD,
-            build.WORKLOAD, floor.WORKLOAD, gpt.WORKLOAD, compile_cost.WORKLOAD, chain.WORKLOAD]
+            build.WORKLOAD, floor.WORKLOAD, gpt.WORKLOAD, compile_cost.WORKLOAD,
+            optim_replay.WORKLOAD, chain.WORKLOAD]
 
 
 def why_not_runnable() -> Optional[str]:

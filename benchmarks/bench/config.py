@@ -51,6 +51,9 @@ TARGETS = {"step": 50.0, "backward": 60.0, "build": 25.0, "memory": 100.0,
            # row 8: compile(loss) at most this many eager builds of the graph; the RSS
            # of a recording at most this many times the graph's own
            "compile_vs_build": 1.0, "recording_vs_graph": 2.0,
+           # row 9: the whole compiled training step at most this many times the
+           # replay's forward + backward
+           "optimizer_step": 1.1,
            # the compiled replay (row 1r): vs the reference with GC off, how many times
            # faster than PyTorch, at most how many times the hand-written C's time
            "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0}
