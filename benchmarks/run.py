@@ -44,10 +44,10 @@ def workloads() -> List[Workload]:
     before any timing; the 10^7 chain last. A new row is a module in bench/ with a
     WORKLOAD (see bench/workload.py), added here."""
     from bench import (backward, build, chain, checks, compile_cost, floor, gpt, memory, optim_replay,
-                       step)
+                       step, two_graphs)
     return [memory.WORKLOAD, checks.WORKLOAD, step.WORKLOAD, backward.WORKLOAD,
             build.WORKLOAD, floor.WORKLOAD, gpt.WORKLOAD, compile_cost.WORKLOAD,
-            optim_replay.WORKLOAD, chain.WORKLOAD]
+            optim_replay.WORKLOAD, two_graphs.WORKLOAD, chain.WORKLOAD]
 
 
 def why_not_runnable() -> Optional[str]:

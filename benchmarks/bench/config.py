@@ -54,6 +54,9 @@ TARGETS = {"step": 50.0, "backward": 60.0, "build": 25.0, "memory": 100.0,
            # row 9: the whole compiled training step at most this many times the
            # replay's forward + backward
            "optimizer_step": 1.1,
+           # row 10: two graphs sharing their parameters, alternated, at most this many
+           # times the same calls on graphs replayed alone
+           "two_graphs": 1.2,
            # the compiled replay (row 1r): vs the reference with GC off, how many times
            # faster than PyTorch, at most how many times the hand-written C's time
            "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0}
