@@ -57,6 +57,9 @@ TARGETS = {"step": 50.0, "backward": 60.0, "build": 25.0, "memory": 100.0,
            # row 10: two graphs sharing their parameters, alternated, at most this many
            # times the same calls on graphs replayed alone
            "two_graphs": 1.2,
+           # row 11: `cmicrograd train`'s default at most this many times the faster of
+           # --eager and --compiled
+           "cli_default": 1.2,
            # the compiled replay (row 1r): vs the reference with GC off, how many times
            # faster than PyTorch, at most how many times the hand-written C's time
            "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0}
