@@ -38,7 +38,7 @@ def train(args: Sequence[str]) -> str:
 
 def run(ctx: Context) -> Dict[str, Any]:
     log("11. the command line: default vs --eager vs --compiled ...")
-    repeat = 2 if ctx.cfg["quick"] else 3
+    repeat = ctx.cfg["cli_repeat"]   # a full round of runs takes ~10 s: fewer than --repeat
     train([])   # warm up: the first run of a process pays for some first-time costs
     out: Dict[str, Any] = {"unit": "seconds per run", "repeat": repeat, "runs": []}
     for full, quick in RUNS:

@@ -123,7 +123,7 @@ def measure_later(hidden: int, repeat: int) -> Dict[str, List[float]]:
 
 def run(ctx: Context) -> Dict[str, Any]:
     log("8. what compiling costs: compile(loss) vs one eager build ...")
-    first_runs = 1 if ctx.cfg["quick"] else 3
+    first_runs = ctx.cfg["first_compiles"]
     out: Dict[str, Any] = {"unit": "seconds", "sizes": {}}
     for h in SIZES:
         with gc_mode(False):

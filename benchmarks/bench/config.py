@@ -28,6 +28,8 @@ MODES = {
     "check_steps_py": (3,                   1),           # reference / micrograd vs compiled
     "floor_inner":   (10,                   5),           # workload 6: loops per float/compiled sample
     "gpt_steps":     (3,                    1),           # workload 7: training steps per sample
+    "first_compiles": (3,                   1),           # workload 8: fresh processes per width
+    "cli_repeat":    (3,                    2),           # workload 11: runs of each mode (not --repeat)
 }
 
 
