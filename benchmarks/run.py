@@ -43,9 +43,11 @@ def workloads() -> List[Workload]:
     small and has little free memory to reuse (RSS deltas would undercount); the checks
     before any timing; the 10^7 chain last. A new row is a module in bench/ with a
     WORKLOAD (see bench/workload.py), added here."""
-    from bench import backward, build, chain, checks, memory, step
+    from bench import (backward, build, chain, checks, cli, compile_cost, floor, gpt, memory,
+                       optim_replay, step, two_graphs)
     return [memory.WORKLOAD, checks.WORKLOAD, step.WORKLOAD, backward.WORKLOAD,
-            build.WORKLOAD, chain.WORKLOAD]
+            build.WORKLOAD, floor.WORKLOAD, gpt.WORKLOAD, compile_cost.WORKLOAD,
+            optim_replay.WORKLOAD, two_graphs.WORKLOAD, cli.WORKLOAD, chain.WORKLOAD]
 
 
 def why_not_runnable() -> Optional[str]:

@@ -26,6 +26,10 @@ MODES = {
     "chain_repeat":  (3,                    2),
     "check_steps":   (10,                   5),           # bit-for-bit checks: C vs compiled
     "check_steps_py": (3,                   1),           # reference / micrograd vs compiled
+    "floor_inner":   (10,                   5),           # workload 6: loops per float/compiled sample
+    "gpt_steps":     (3,                    1),           # workload 7: training steps per sample
+    "first_compiles": (3,                   1),           # workload 8: fresh processes per width
+    "cli_repeat":    (3,                    2),           # workload 11: runs of each mode (not --repeat)
 }
 
 
@@ -41,6 +45,23 @@ def settings(quick: bool, repeat: Optional[int] = None) -> Dict[str, Any]:
 
 # ---- targets -------------------------------------------------------------------------------
 TARGETS = {"step": 50.0, "backward": 60.0, "build": 25.0, "memory": 100.0,
+           # row 6: Values at most this many times the same loop on floats, and at least
+           # this many times faster than the reference (all GC off)
+           "floor_vs_floats": 1.5, "floor_vs_ref": 20.0,
+           # row 7: the GPT step, times faster than the plain __slots__ Value (GC on)
+           "gpt_step": 30.0, "gpt_fwd_bwd": 60.0,
+           # row 8: compile(loss) at most this many eager builds of the graph; the RSS
+           # of a recording at most this many times the graph's own
+           "compile_vs_build": 1.0, "recording_vs_graph": 2.0,
+           # row 9: the whole compiled training step at most this many times the
+           # replay's forward + backward
+           "optimizer_step": 1.1,
+           # row 10: two graphs sharing their parameters, alternated, at most this many
+           # times the same calls on graphs replayed alone
+           "two_graphs": 1.2,
+           # row 11: `cmicrograd train`'s default at most this many times the faster of
+           # --eager and --compiled
+           "cli_default": 1.2,
            # the compiled replay (row 1r): vs the reference with GC off, how many times
            # faster than PyTorch, at most how many times the hand-written C's time
            "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0}
@@ -53,3 +74,7 @@ REF_ON, REF_OFF = "reference_gc_on", "reference_gc_off"
 COMPILED = "compiled"
 # other ways to run row 1's step
 TORCH, HANDWRITTEN, REPLAY = "torch", "handwritten_c", "compiled_replay"
+# the same loop on Python floats (row 6)
+FLOATS = "floats"
+# the GPT's plain-Python __slots__ Value class (row 7)
+PLAIN_ON, PLAIN_OFF = "plain_gc_on", "plain_gc_off"

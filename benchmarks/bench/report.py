@@ -48,16 +48,17 @@ def cell(xs: Optional[Sequence[float]], scale: float) -> str:
     return f"{sig(s['median'])} ({sig(s['min'], 2)}-{sig(s['max'], 2)})"
 
 
-def ratio_cell(num: Optional[Sequence[float]],
-               den: Optional[Sequence[float]]) -> Tuple[Optional[float], str]:
+def ratio_cell(num: Optional[Sequence[float]], den: Optional[Sequence[float]],
+               spread_digits: int = 2) -> Tuple[Optional[float], str]:
     """(median ratio, text): median(num) / median(den), with the spread of the paired
-    per-repetition ratios."""
+    per-repetition ratios (to `spread_digits` significant digits)."""
     if not num or not den:
         return None, "-"
     r = statistics.median(num) / statistics.median(den)
     paired = [a / b for a, b in zip(num, den)]
     if len(paired) > 1:
-        return r, f"{sig(r)}x ({sig(min(paired), 2)}-{sig(max(paired), 2)})"
+        lo, hi = sig(min(paired), spread_digits), sig(max(paired), spread_digits)
+        return r, f"{sig(r)}x ({lo}-{hi})"
     return r, f"{sig(r)}x"
 
 
@@ -191,9 +192,9 @@ def print_report(record: Record, cfg: Dict[str, Any], workloads: Sequence[Worklo
         if not cs or REF_OFF not in cs or COMPILED not in cs:
             continue
         r_off, _ = ratio_cell(cs[REF_OFF], cs[COMPILED])
-        r_on, _ = ratio_cell(cs[REF_ON], cs[COMPILED])
+        on = f", vs GC on {sig(ratio_cell(cs[REF_ON], cs[COMPILED])[0])}x" if REF_ON in cs else ""
         print(f"  {w.number}. by CPU time of this process (time.process_time, blind to time spent "
-              f"descheduled): ratio vs ref GC off {sig(r_off)}x, vs GC on {sig(r_on)}x")
+              f"descheduled): ratio vs ref GC off {sig(r_off)}x{on}")
     d, cpu = record["durations"], record["cpu_seconds"]
     print(f"  run time: {d['total']:.1f} s wall, {cpu['total']:.1f} s CPU (this process; a wall time "
           "well above the CPU time means other processes took the cores); wall by part: "
