@@ -13,7 +13,7 @@ imports nothing from cmicrograd.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 
 class Op(NamedTuple):
@@ -121,7 +121,8 @@ def _check(ops: Tuple[Op, ...]) -> None:
 
 _check(OPS)
 
-DERIVATIVES = {op.code: globals().get(f"{op.name}_derivative") for op in BUILTIN}
+DERIVATIVES: Dict[int, Optional[Callable[..., Tuple[Any, ...]]]] = {
+    op.code: globals().get(f"{op.name}_derivative") for op in BUILTIN}
 """Each built-in op's derivative rule by code (None where one is missing: test_ops.py says)."""
 
 __all__ = ["Op", "OPS", "BY_NAME", "BY_CODE", "BUILTIN", "DERIVATIVES"]

@@ -102,7 +102,9 @@ def _derivative_graph(engine: Any, output: Any, inputs: Sequence[Any], topo: Lis
             operands, contributions = _custom_derivative(topo[i], g)
         else:
             rule = _ops.DERIVATIVES[code]
-            contributions = rule(*(tuple(operands) + (None,))[:2], k, topo[i], g)
+            assert rule is not None, f"op code {code} has no derivative"   # tests/test_ops.py
+            a, b = (tuple(operands) + (None,))[:2]
+            contributions = rule(a, b, k, topo[i], g)
         for child, c in zip(operands, contributions):
             if c is None or isinstance(child, float):
                 continue
@@ -111,8 +113,8 @@ def _derivative_graph(engine: Any, output: Any, inputs: Sequence[Any], topo: Lis
                 acc[j] = c + 0.0 if acc[j] is None else acc[j] + c
     out = []
     for x in inputs:
-        j = index.get(id(x))
-        out.append(acc[j] if j is not None and acc[j] is not None else V(0.0))
+        at = index.get(id(x))
+        out.append(acc[at] if at is not None and acc[at] is not None else V(0.0))
     return out
 
 
