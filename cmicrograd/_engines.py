@@ -107,4 +107,25 @@ def check_optimizer(optimizer: Any, value_type: type) -> Any:
     return optimizer
 
 
-__all__ = ["PICKED", "IMPLEMENTATION", "engine_of", "engine_of_all", "is_value", "check_optimizer"]
+MAX_THREADS = 64
+
+
+def check_threads(threads: Any) -> int:
+    """``threads`` if it is a whole number of threads a replay may use (1 to 64);
+    TypeError or ValueError otherwise."""
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be between 1 and {MAX_THREADS}, not {threads}")
+    return threads
+
+
+def check_lanes(lanes: Any) -> bool:
+    """``lanes`` if it is True or False; TypeError otherwise."""
+    if not isinstance(lanes, bool):
+        raise TypeError(f"lanes must be True or False, not {type(lanes).__name__}")
+    return lanes
+
+
+__all__ = ["PICKED", "IMPLEMENTATION", "engine_of", "engine_of_all", "is_value", "check_optimizer",
+           "check_threads", "check_lanes", "MAX_THREADS"]

@@ -31,7 +31,9 @@ class Op(NamedTuple):
     forward_raises: bool
     """Whether its forward rule can raise (it reports an error code in the compiled engine)."""
     backward_raises: bool
-    """Whether its backward rule can raise; a replay then keeps every intermediate grad."""
+    """Whether its backward rule can raise; a replay then keeps every intermediate grad.
+    Whether it raises must depend on the data only, never on the incoming grad: the lane
+    replay (src/lanes.pxi) checks every lane before it starts."""
     kind: str = "op"
     """``op`` (built in: a forward and a backward rule), ``leaf``, ``custom`` (the user's
     callable), or ``internal`` (an engine's private node kind, never seen from Python)."""

@@ -12,7 +12,7 @@ from typing import Any, List
 from ._engines import engine_of, is_value
 
 
-def compile(output: Any, optimizer: Any = None) -> Any:
+def compile(output: Any, optimizer: Any = None, *, threads: int = 1, lanes: bool = True) -> Any:
     """Record the graph that produced ``output`` (a Value of either engine).
 
     Returns a ``CompiledGraph``: ``forward()`` recomputes the graph from the leaves'
@@ -21,6 +21,11 @@ def compile(output: Any, optimizer: Any = None) -> Any:
     With ``optimizer`` (a ``cmicrograd.optim`` optimizer), calling the graph runs a whole
     training step: forward, the optimizer's zero_grad, backward, its step.
 
+    A loss summed over a batch of examples that each build the same small graph (the
+    usual training loss) is replayed one example per SIMD lane, and split over
+    ``threads`` threads; ``lanes=False`` replays it one node at a time. Every choice
+    gives the same bits; the pure-Python engine accepts both and ignores them.
+
     Recording costs about one eager build of the graph, so compiling pays from the
     second step on.
     """
@@ -28,7 +33,7 @@ def compile(output: Any, optimizer: Any = None) -> Any:
         engine = engine_of(output)
     except TypeError:
         raise TypeError(f"compile() needs a cmicrograd Value, not {type(output).__name__}") from None
-    return engine.compile(output, optimizer)
+    return engine.compile(output, optimizer, threads=threads, lanes=lanes)
 
 
 def _flatten(values: Any) -> List[Any]:

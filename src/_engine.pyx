@@ -21,7 +21,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.object cimport PyTypeObject, destructor
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from libc.math cimport sqrt
 from cpython.array cimport array
 
@@ -52,9 +52,11 @@ include "fused.pxi"        # fused weighted sums: a neuron's chain as one node
 include "nn_helpers.pxi"   # the nn library's loops in C: weighted_sum, layer_forward, ...
 include "pickle.pxi"       # pickling a graph of any depth as flat arrays
 include "record.pxi"       # recording a graph for replay
+include "lanes.pxi"        # a batch of identical examples replayed side by side, on many cores
 include "replay.pxi"       # CompiledGraph: replaying a recording in C
 
 init_value_type()
+init_lanes()
 
 import atexit
 atexit.register(_trim_memory)

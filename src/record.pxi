@@ -12,14 +12,17 @@
 #      found without a hash lookup) and emits the entries and the backward steps; then
 #      decide which nodes Python still holds (shown) and which live only in the tape
 #      (hidden);
-#   2. without the GIL (arrays only): fold activations into the fused sums before them,
-#      renumber slots so that each fused sum's weights, and its inputs, are consecutive
-#      (the array kernels of kernels.h then apply), group independent sums;
+#   2. without the GIL (arrays only): fold activations into the fused sums before them;
+#      find a batch of identical examples and lay it out for the lane replay (lanes.pxi),
+#      or else renumber slots so that each fused sum's weights, and its inputs, are
+#      consecutive (the array kernels of kernels.h then apply); group independent sums;
 #   3. with the GIL (replay.pxi): mark the recorded nodes and take a reference to each.
 #
 # A recording costs about one eager build of its graph: each node and each term is read
 # once, and the arrays of the last freed tape are reused (no fresh pages to fault in,
 # no copies while they grow), as the sort reuses its scratch buffers.
+
+cdef struct LanePlan       # lanes.pxi
 
 cdef struct Entry:
     int32_t out      # the node's slot
@@ -64,10 +67,12 @@ cdef struct Tape:
     int32_t out_slot
     bint raises              # a backward rule can raise (POW, LOG)
     bint has_custom          # Function nodes: the replay calls into Python
+    LanePlan* lanes          # a batch of identical examples, replayed side by side (lanes.pxi)
     Py_ssize_t cap_slots, cap_entries, cap_terms, cap_program, cap_leaves
 
 
 cdef void _free_arrays(Tape* t) noexcept nogil:
+    lanes_free(t.lanes)
     free(t.D); free(t.G); free(t.node_of_slot); free(t.hidden); free(t.work)
     free(t.entries); free(t.dot_g1); free(t.shown_nodes); free(t.shown_slots)
     free(t.tw); free(t.tx); free(t.sgrad); free(t.mgrad)
@@ -90,6 +95,8 @@ cdef void tape_free(Tape* t) noexcept:
                             + t.cap_leaves * (sizeof(Node*) + 4))
     free(t.sgrad); free(t.mgrad)       # exact-sized, allocated by replays
     t.sgrad = t.mgrad = NULL
+    lanes_free(t.lanes)
+    t.lanes = NULL
     if not _have_spare_tape and 0 < size <= SPARE_TAPE_BYTES:
         _spare_tape = t[0]
         _have_spare_tape = True
@@ -182,10 +189,11 @@ cdef int _new_step(Tape* t, int32_t of, int32_t hi, int32_t lo) except -1:
 # order) emitting entries and steps as it goes instead of listing nodes: each node and
 # each fused-sum term is read once. A term whose operand is not yet visited when its sum
 # is visited is filled in when its steps come off the stack (the operand is done then).
-cdef int record_tape(Tape* t, Node* root, list functions) except -1:
+cdef int record_tape(Tape* t, Node* root, list functions, bint lanes) except -1:
     """Record the graph under root into t (empty on entry; tape_free it on error).
 
-    ``functions`` receives (entry index, FunctionBackward) for every Function node."""
+    ``functions`` receives (entry index, FunctionBackward) for every Function node.
+    With ``lanes``, a batch of identical examples is laid out for the lane replay."""
     cdef NodeArray stack
     cdef bint has_functions
     cdef Node* hidden
@@ -213,7 +221,10 @@ cdef int record_tape(Tape* t, Node* root, list functions) except -1:
     has_functions = len(functions) > 0
     with nogil:
         _fuse_activations(t, has_functions)
-        _number_slots_for_runs(t)
+        if lanes and not has_functions:
+            t.lanes = find_lanes(t)
+        if t.lanes == NULL:
+            _number_slots_for_runs(t)
         _find_runs(t)
     return 0
 

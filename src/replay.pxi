@@ -146,6 +146,11 @@ cdef class CompiledGraph:
     graph was built (an ``if`` on ``.data``) is frozen into it, as with torch.jit.trace;
     relu and the other ops are evaluated anew at every replay. Compiled with an
     optimizer, calling it runs a whole training step.
+
+    A batch of identical examples (a loss that sums one small graph per example) is
+    replayed one example per SIMD lane, and on ``threads`` threads; ``lanes`` is how many
+    examples run side by side (0: the graph is not such a batch, or ``lanes=False``).
+    Every choice gives the same bits.
     """
     cdef readonly Value output
     cdef readonly object optimizer
@@ -160,6 +165,9 @@ cdef class CompiledGraph:
     cdef bint running
     cdef bint detach_pending         # asked to detach while running: do it when done
     cdef bint forward_failed
+    cdef bint use_lanes              # look for lanes when recording
+    cdef bint lanes_fresh            # a forward ran since the last backward: lanes may run it
+    cdef int n_threads
     cdef list functions              # per Function entry: its FunctionBackward
     cdef dict custom_index           # entry index -> position in functions
     cdef dict slot_index             # node address -> slot, for Function nodes' inputs
@@ -168,9 +176,11 @@ cdef class CompiledGraph:
         self.recorded = False
         self.id = NO_TAPE
 
-    def __init__(self, Value output, optimizer=None):
+    def __init__(self, Value output, optimizer=None, *, threads=1, lanes=True):
         self.output = output
         self.optimizer = _check_optimizer(optimizer, Value)
+        self.n_threads = _check_threads(threads)
+        self.use_lanes = _check_lanes(lanes)
         self._record()
 
     def __dealloc__(self):
@@ -187,7 +197,7 @@ cdef class CompiledGraph:
         functions = []
         tape_free(&self.t)
         try:
-            record_tape(&self.t, &self.output.n, functions)
+            record_tape(&self.t, &self.output.n, functions, self.use_lanes)
         except BaseException:
             tape_free(&self.t)
             raise
@@ -227,6 +237,7 @@ cdef class CompiledGraph:
         self.passes = 0
         self.full = True           # start exact: the recorded intermediates' grads as they are
         self.forward_failed = False
+        self.lanes_fresh = False
         self.recorded = True
         self.replayed = False
         return 0
@@ -338,6 +349,9 @@ cdef class CompiledGraph:
         try:
             if t.has_custom:
                 failed = self._forward_entries(&err)
+            elif t.lanes != NULL:
+                with nogil:
+                    failed = _forward_with_lanes(t, self.n_threads, &err)
             else:
                 with nogil:
                     failed = _forward_run(t.D, t.G, t.entries, 0, t.n_entries, t.tw, t.tx, &err)
@@ -361,6 +375,7 @@ cdef class CompiledGraph:
             memset(t.sgrad, 0, t.n_terms * sizeof(double))
             memset(t.mgrad, 0, t.n_terms * sizeof(double))
         self.forward_failed = False
+        self.lanes_fresh = True
         value = t.D[t.out_slot]
         self._finish_pending_detach()
         return value
@@ -424,12 +439,19 @@ cdef class CompiledGraph:
             self._enter_full_mode()
         elif self.full and t.sgrad == NULL and t.n_terms:   # backward right after recording
             self._full_from_buffers()
+        # the lanes run the first backward since a forward (full mode then means only
+        # that a rule can raise, and the lanes check first that none will)
+        lanes = t.lanes != NULL and self.lanes_fresh and self.passes == 0
+        self.lanes_fresh = False
         self.replayed = True
         t.G[t.out_slot] = 1.0
         self.running = True
         try:
             if t.has_custom:
                 failed = self._backward_items(&err)
+            elif lanes:
+                with nogil:
+                    failed = _backward_with_lanes(t, self.full, self.n_threads, &err)
             else:
                 with nogil:
                     failed = _backward_run(t.D, t.G, t.entries, t.program, 0, t.n_program,
@@ -530,6 +552,22 @@ cdef class CompiledGraph:
         self.backward()
         self.optimizer.step()
         return value
+
+    @property
+    def threads(self):
+        """How many threads a replay uses (settable). The lanes are split between them;
+        the result is the same bits for any number."""
+        return self.n_threads
+
+    @threads.setter
+    def threads(self, value):
+        self.n_threads = _check_threads(value)
+
+    @property
+    def lanes(self):
+        """How many examples a replay runs side by side, one per SIMD lane (0: none)."""
+        self._ensure_recorded()
+        return self.t.lanes.E if self.t.lanes != NULL else 0
 
     @property
     def num_nodes(self):
@@ -657,9 +695,60 @@ cdef Py_ssize_t _backward_run(double* D, double* G, Entry* entries, BwItem* prog
     return -1
 
 
-def compile(Value output, optimizer=None):
+def compile(Value output, optimizer=None, *, threads=1, lanes=True):
     """Record the graph that produced ``output`` for fast replay (see CompiledGraph)."""
-    return CompiledGraph(output, optimizer)
+    return CompiledGraph(output, optimizer, threads=threads, lanes=lanes)
+
+
+cdef Py_ssize_t _forward_with_lanes(Tape* t, int threads, int* err) noexcept nogil:
+    """Forward: the entries before the examples, the lanes, the entries after. If a lane's
+    rule fails, the examples run again in scalar, which fails where the scalar replay
+    does. Returns the failing entry, or -1."""
+    cdef LanePlan* p = t.lanes
+    cdef Py_ssize_t failed = _forward_run(t.D, t.G, t.entries, 0, p.entry_start, t.tw, t.tx, err)
+    if err[0]:
+        return failed
+    if lanes_run(p, FORWARD_LANES, t.D, t.G, t.dot_g1, threads):
+        failed = _forward_run(t.D, t.G, t.entries, p.entry_start, p.entry_stop, t.tw, t.tx, err)
+        if err[0]:
+            return failed
+    return _forward_run(t.D, t.G, t.entries, p.entry_stop, t.n_entries, t.tw, t.tx, err)
+
+
+cdef Py_ssize_t _backward_with_lanes(Tape* t, bint full, int threads, int* err) noexcept nogil:
+    """The first backward since a forward: the items before the examples, the sum's
+    chain, the lanes, the shared grads, the items after. Returns the failing item, or
+    -1. If a lane's rule would raise, the scalar replay runs instead: it raises where
+    micrograd would, with every grad as micrograd leaves it."""
+    cdef LanePlan* p = t.lanes
+    cdef Py_ssize_t failed
+    if t.raises and lanes_would_raise(p, t.D):
+        return _backward_run(t.D, t.G, t.entries, t.program, 0, t.n_program,
+                             t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, full, err)
+    failed = _backward_run(t.D, t.G, t.entries, t.program, 0, p.prog_start,
+                           t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, full, err)
+    if err[0]:
+        return failed
+    _backward_run(t.D, t.G, t.entries, p.chain, 0, p.n_chain,
+                  t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, full, err)   # (cannot raise)
+    lanes_run(p, BACKWARD_LANES, t.D, t.G, t.dot_g1, threads)            # (nor these)
+    lanes_run(p, REDUCE, t.D, t.G, t.dot_g1, threads)
+    if full:
+        lanes_spell_out(p, t)
+    return _backward_run(t.D, t.G, t.entries, t.program, p.prog_stop, t.n_program,
+                         t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, full, err)
+
+
+cdef int _check_threads(object threads) except -1:
+    from cmicrograd._engines import check_threads
+
+    return check_threads(threads)
+
+
+cdef bint _check_lanes(object lanes) except -1:
+    from cmicrograd._engines import check_lanes
+
+    return check_lanes(lanes)
 
 
 cdef object _check_optimizer(object optimizer, type value_type):

@@ -565,15 +565,23 @@ class CompiledGraph:
     graph was built (an ``if`` on ``.data``) is frozen into it, as with torch.jit.trace;
     relu and the other ops are evaluated anew at every replay. Compiled with an
     optimizer, calling it runs a whole training step.
+
+    A batch of identical examples (a loss that sums one small graph per example) is
+    replayed one example per SIMD lane, and on ``threads`` threads; ``lanes`` is how many
+    examples run side by side (0: the graph is not such a batch, or ``lanes=False``).
+    Every choice gives the same bits.
     """
 
-    def __init__(self, output: Value, optimizer: Any = None) -> None:
+    def __init__(self, output: Value, optimizer: Any = None, *, threads: int = 1,
+                 lanes: bool = True) -> None:
         if type(output) is not Value:
             raise TypeError(f"compile() needs a Value, not {type(output).__name__}")
-        from .._engines import check_optimizer
+        from .._engines import check_lanes, check_optimizer, check_threads
 
         self.output = output
         self.optimizer = check_optimizer(optimizer, Value)
+        self._threads = check_threads(threads)
+        check_lanes(lanes)  # the pure engine replays node by node: it has no lanes
         self._topo = _topological_order(output)
         self._ops = [v for v in self._topo if v._code != LEAF and (v._code != CUSTOM or v._kids)]
         for v in self._ops:
@@ -621,6 +629,23 @@ class CompiledGraph:
         return value
 
     @property
+    def threads(self) -> int:
+        """How many threads a replay uses (settable). The lanes are split between them;
+        the result is the same bits for any number."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value: int) -> None:
+        from .._engines import check_threads
+
+        self._threads = check_threads(value)
+
+    @property
+    def lanes(self) -> int:
+        """How many examples a replay runs side by side, one per SIMD lane (0: none)."""
+        return 0
+
+    @property
     def num_nodes(self) -> int:
         """How many recorded nodes and constants (slots) a replay walks."""
         return len(self._topo)
@@ -629,9 +654,10 @@ class CompiledGraph:
         return f"<cmicrograd CompiledGraph: {len(self._topo)} nodes, output={self.output!r}>"
 
 
-def compile(output: Value, optimizer: Any = None) -> CompiledGraph:
+def compile(output: Value, optimizer: Any = None, *, threads: int = 1,
+            lanes: bool = True) -> CompiledGraph:
     """Record the graph that produced ``output`` for fast replay (see CompiledGraph)."""
-    return CompiledGraph(output, optimizer)
+    return CompiledGraph(output, optimizer, threads=threads, lanes=lanes)
 
 
 # ---- pickling: a graph as packed arrays, so deep graphs never recurse ---------------

@@ -1,0 +1,173 @@
+/* lane_kernels.h -- the loops of a lane replay (lanes.pxi), one template op over many
+ * examples side by side: plain loops over contiguous arrays, which compilers vectorize.
+ *
+ * Included twice by lanes.h: once for the baseline instruction set, once (x86-64, GCC or
+ * clang) for AVX2, named by CM_K(name) and marked by CM_TARGET. Each lane does exactly
+ * the scalar replay's floating-point operations in the scalar replay's operand order
+ * (the build disables FMA contraction and fast-math), so the two sets give the same bits.
+ *
+ * Arrays are per-lane vectors of n doubles; a scalar argument is an operand every lane
+ * shares (a parameter).
+ */
+
+/* ---- forward ---- */
+CM_TARGET static void CM_K(copy)(double *CM_RESTRICT o, const double *CM_RESTRICT a, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) o[e] = a[e];
+}
+CM_TARGET static void CM_K(fill)(double *CM_RESTRICT o, double c, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) o[e] = c;
+}
+CM_TARGET static void CM_K(add)(double *CM_RESTRICT o, const double *a, const double *b, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) o[e] = a[e] + b[e];
+}
+CM_TARGET static void CM_K(mul)(double *CM_RESTRICT o, const double *a, const double *b, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) o[e] = a[e] * b[e];
+}
+/* relu_forward: 0.0 if a < 0 else a (so -0.0 and nan pass through) */
+CM_TARGET static void CM_K(relu)(double *CM_RESTRICT o, const double *CM_RESTRICT a, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) o[e] = a[e] < 0 ? 0.0 : a[e];
+}
+/* a fused sum's step s = s + w * x: w shared (sl), x shared (ls), or neither (ll) */
+CM_TARGET static void CM_K(dot_sl)(double *CM_RESTRICT s, double w, const double *CM_RESTRICT x, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) s[e] = s[e] + w * x[e];
+}
+/* four steps at once, shared weights: each lane still adds them one by one, in order */
+CM_TARGET static void CM_K(dot4_sl)(double *CM_RESTRICT s, const double *CM_RESTRICT w,
+                                    const double *CM_RESTRICT x0, const double *CM_RESTRICT x1,
+                                    const double *CM_RESTRICT x2, const double *CM_RESTRICT x3,
+                                    Py_ssize_t n) {
+    const double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (Py_ssize_t e = 0; e < n; e++)
+        s[e] = (((s[e] + w0 * x0[e]) + w1 * x1[e]) + w2 * x2[e]) + w3 * x3[e];
+}
+CM_TARGET static void CM_K(dot_ls)(double *CM_RESTRICT s, const double *CM_RESTRICT w, double x, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) s[e] = s[e] + w[e] * x;
+}
+CM_TARGET static void CM_K(dot_ll)(double *CM_RESTRICT s, const double *CM_RESTRICT w,
+                                   const double *CM_RESTRICT x, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) s[e] = s[e] + w[e] * x[e];
+}
+
+/* ---- backward ---- */
+/* g = g + v (an add's grad; the -0.0-started row of a shared operand) */
+CM_TARGET static void CM_K(acc)(double *CM_RESTRICT g, const double *CM_RESTRICT v, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) g[e] = g[e] + v[e];
+}
+/* a fused sum's intermediate grads: 0.0 + g */
+CM_TARGET static void CM_K(plus0)(double *CM_RESTRICT o, const double *CM_RESTRICT g, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) o[e] = 0.0 + g[e];
+}
+/* relu_backward: ga += (out > 0) * g */
+CM_TARGET static void CM_K(relu_bw)(double *CM_RESTRICT ga, const double *CM_RESTRICT out,
+                                    const double *CM_RESTRICT g, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) ga[e] = ga[e] + (double)(out[e] > 0) * g[e];
+}
+/* g = g + u * v: u shared (sl), v shared (ls), or neither (ll) */
+CM_TARGET static void CM_K(axpy_sl)(double *CM_RESTRICT g, double u, const double *CM_RESTRICT v, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) g[e] = g[e] + u * v[e];
+}
+CM_TARGET static void CM_K(axpy_ls)(double *CM_RESTRICT g, const double *CM_RESTRICT u, double v, Py_ssize_t n) {
+    for (Py_ssize_t e = 0; e < n; e++) g[e] = g[e] + u[e] * v;
+}
+CM_TARGET static void CM_K(axpy_ll)(double *g, const double *u, const double *v, Py_ssize_t n) {
+    /* g may be u or v (x * x): each lane still reads before it writes */
+    for (Py_ssize_t e = 0; e < n; e++) g[e] = g[e] + u[e] * v[e];
+}
+
+/* ---- the shared slots' grads: each job adds its examples' contributions to one slot,
+ * from the last example to the first (the eager order). Eight jobs at a time, so that
+ * eight independent chains of additions overlap. ---- */
+#ifdef CM_AVX2_INTRINSICS
+/* Sixteen product jobs, each job's sum in one lane of a vector: four jobs' products for
+ * four examples are loaded as rows, transposed, and added example by example, from the
+ * last to the first, four vectors side by side. */
+#define CM_TRANSPOSE_ADD(acc, p0, p1, p2, p3) do {                                   \
+        __m256d t0 = _mm256_unpacklo_pd(p0, p1), t1 = _mm256_unpackhi_pd(p0, p1);   \
+        __m256d t2 = _mm256_unpacklo_pd(p2, p3), t3 = _mm256_unpackhi_pd(p2, p3);   \
+        acc = _mm256_add_pd(acc, _mm256_permute2f128_pd(t1, t3, 0x31)); /* e + 3 */ \
+        acc = _mm256_add_pd(acc, _mm256_permute2f128_pd(t0, t2, 0x31)); /* e + 2 */ \
+        acc = _mm256_add_pd(acc, _mm256_permute2f128_pd(t1, t3, 0x20)); /* e + 1 */ \
+        acc = _mm256_add_pd(acc, _mm256_permute2f128_pd(t0, t2, 0x20)); /* e     */ \
+    } while (0)
+#define CM_PRODUCT(j, e) _mm256_mul_pd(_mm256_loadu_pd(D + (j).src + (e)), _mm256_loadu_pd(buf + (j).vec + (e)))
+
+CM_TARGET static void CM_K(reduce16)(double *G, const double *D, const cm_lane_job *jobs,
+                                     const double *buf, Py_ssize_t n) {
+    double a[16];
+    Py_ssize_t e, top = n & ~(Py_ssize_t)3;
+    int i, q;
+    __m256d acc[4];
+    for (i = 0; i < 16; i++) {        /* the last n % 4 examples first, one by one */
+        const double *x = D + jobs[i].src, *v = buf + jobs[i].vec;
+        double s = G[jobs[i].target];
+        for (e = n - 1; e >= top; e--) s = s + x[e] * v[e];
+        a[i] = s;
+    }
+    for (q = 0; q < 4; q++) acc[q] = _mm256_loadu_pd(a + 4 * q);
+    for (e = top - 4; e >= 0; e -= 4) {
+        for (q = 0; q < 4; q++) {
+            const cm_lane_job *j = jobs + 4 * q;
+            __m256d p0 = CM_PRODUCT(j[0], e), p1 = CM_PRODUCT(j[1], e);
+            __m256d p2 = CM_PRODUCT(j[2], e), p3 = CM_PRODUCT(j[3], e);
+            CM_TRANSPOSE_ADD(acc[q], p0, p1, p2, p3);
+        }
+    }
+    for (q = 0; q < 4; q++) _mm256_storeu_pd(a + 4 * q, acc[q]);
+    for (i = 0; i < 16; i++) G[jobs[i].target] = a[i];
+}
+#undef CM_TRANSPOSE_ADD
+#undef CM_PRODUCT
+#endif
+
+CM_TARGET static void CM_K(reduce)(double *G, const double *D, const cm_lane_job *jobs,
+                                   Py_ssize_t njobs, const double *buf, Py_ssize_t n) {
+    Py_ssize_t i = 0, e, k;
+#ifdef CM_AVX2_INTRINSICS
+    while (i + 16 <= njobs) {
+        int all_products = 1;
+        for (k = 0; k < 16; k++) all_products &= jobs[i + k].kind == CM_JOB_PRODUCT;
+        if (!all_products) break;
+        CM_K(reduce16)(G, D, jobs + i, buf, n);
+        i += 16;
+    }
+#endif
+    while (i + 8 <= njobs) {
+        int all_products = 1;
+        for (k = 0; k < 8; k++) all_products &= jobs[i + k].kind == CM_JOB_PRODUCT;
+        if (!all_products) break;
+        const double *x0 = D + jobs[i].src, *x1 = D + jobs[i + 1].src, *x2 = D + jobs[i + 2].src,
+                     *x3 = D + jobs[i + 3].src, *x4 = D + jobs[i + 4].src, *x5 = D + jobs[i + 5].src,
+                     *x6 = D + jobs[i + 6].src, *x7 = D + jobs[i + 7].src;
+        const double *v0 = buf + jobs[i].vec, *v1 = buf + jobs[i + 1].vec, *v2 = buf + jobs[i + 2].vec,
+                     *v3 = buf + jobs[i + 3].vec, *v4 = buf + jobs[i + 4].vec, *v5 = buf + jobs[i + 5].vec,
+                     *v6 = buf + jobs[i + 6].vec, *v7 = buf + jobs[i + 7].vec;
+        double a0 = G[jobs[i].target], a1 = G[jobs[i + 1].target], a2 = G[jobs[i + 2].target],
+               a3 = G[jobs[i + 3].target], a4 = G[jobs[i + 4].target], a5 = G[jobs[i + 5].target],
+               a6 = G[jobs[i + 6].target], a7 = G[jobs[i + 7].target];
+        for (e = n - 1; e >= 0; e--) {
+            a0 = a0 + x0[e] * v0[e]; a1 = a1 + x1[e] * v1[e];
+            a2 = a2 + x2[e] * v2[e]; a3 = a3 + x3[e] * v3[e];
+            a4 = a4 + x4[e] * v4[e]; a5 = a5 + x5[e] * v5[e];
+            a6 = a6 + x6[e] * v6[e]; a7 = a7 + x7[e] * v7[e];
+        }
+        G[jobs[i].target] = a0; G[jobs[i + 1].target] = a1; G[jobs[i + 2].target] = a2;
+        G[jobs[i + 3].target] = a3; G[jobs[i + 4].target] = a4; G[jobs[i + 5].target] = a5;
+        G[jobs[i + 6].target] = a6; G[jobs[i + 7].target] = a7;
+        i += 8;
+    }
+    for (; i < njobs; i++) {
+        const cm_lane_job *j = &jobs[i];
+        const double *v = buf + j->vec;
+        double a = G[j->target];
+        if (j->kind == CM_JOB_PRODUCT) {
+            const double *x = D + j->src;
+            for (e = n - 1; e >= 0; e--) a = a + x[e] * v[e];
+        } else if (j->kind == CM_JOB_SHARED_PRODUCT) {
+            double x = D[j->src];
+            for (e = n - 1; e >= 0; e--) a = a + x * v[e];
+        } else {
+            for (e = n - 1; e >= 0; e--) a = a + v[e];
+        }
+        G[j->target] = a;
+    }
+}

@@ -1,0 +1,941 @@
+# Lanes: a batch of identical per-example subgraphs replayed together, one example per lane.
+#
+# A training loss over a batch is the same small graph once per example, the examples'
+# results summed: sum(loss_e) (Python's sum: a chain of ADD nodes). At record time
+# find_lanes recognises that shape in the tape: the chain's operands are the examples'
+# roots; each root's subgraph of nodes no other root reaches is the example's (its
+# inputs, its constants, its intermediates); what several roots reach must be leaves
+# (the parameters, shared). When every example's subgraph is the same template (the
+# same ops on the same shared leaves, in the same order), the slots are renumbered so
+# that the E copies of each template slot sit side by side (slot base + e), and the
+# replay runs each template op over all E lanes at once: loops over contiguous arrays,
+# which the compiler vectorizes.
+#
+# Every lane does exactly the float operations the scalar replay does for its example,
+# in the same order, so every node's data and grad keep their bits:
+# * forward: an op's value depends on its operands only;
+# * backward, a lane's own grads: each example's items run in the recorded order;
+# * backward, a shared slot's grad (a parameter's): the eager order adds the examples'
+#   contributions from the last example to the first (the sum's chain is walked from
+#   its end), one contribution per example (find_lanes refuses a template that adds
+#   twice to a shared slot). The replay adds them in that order, after the lanes, from
+#   the lanes' stored data and grads.
+# The items of the graph outside the examples keep their order; find_lanes checks that
+# the ones recorded between the examples' items (the sum's chain) touch nothing the
+# examples write to, so they can run first. Graphs with Function nodes, and backward in
+# full mode (replay.pxi), take the scalar path, which the renumbered tape still is.
+
+cdef extern from "lanes.h":
+    enum:
+        CM_JOB_PRODUCT
+        CM_JOB_SHARED_PRODUCT
+        CM_JOB_ROW
+    ctypedef struct cm_lane_job:
+        int32_t target, src, kind
+        Py_ssize_t vec
+    ctypedef struct cm_lane_kernels:
+        void copy(double*, const double*, Py_ssize_t) noexcept nogil
+        void fill(double*, double, Py_ssize_t) noexcept nogil
+        void add(double*, const double*, const double*, Py_ssize_t) noexcept nogil
+        void mul(double*, const double*, const double*, Py_ssize_t) noexcept nogil
+        void relu(double*, const double*, Py_ssize_t) noexcept nogil
+        void dot_sl(double*, double, const double*, Py_ssize_t) noexcept nogil
+        void dot4_sl(double*, const double*, const double*, const double*, const double*,
+                     const double*, Py_ssize_t) noexcept nogil
+        void dot_ls(double*, const double*, double, Py_ssize_t) noexcept nogil
+        void dot_ll(double*, const double*, const double*, Py_ssize_t) noexcept nogil
+        void acc(double*, const double*, Py_ssize_t) noexcept nogil
+        void plus0(double*, const double*, Py_ssize_t) noexcept nogil
+        void relu_bw(double*, const double*, const double*, Py_ssize_t) noexcept nogil
+        void axpy_sl(double*, double, const double*, Py_ssize_t) noexcept nogil
+        void axpy_ls(double*, const double*, double, Py_ssize_t) noexcept nogil
+        void axpy_ll(double*, const double*, const double*, Py_ssize_t) noexcept nogil
+        void reduce(double*, const double*, const cm_lane_job*, Py_ssize_t, const double*,
+                    Py_ssize_t) noexcept nogil
+    const cm_lane_kernels* cm_lk
+    const char* cm_lanes_select(int allow) noexcept
+    ctypedef void (*cm_task)(void* arg, int part, int nparts) noexcept nogil
+    void cm_pool_run(cm_task task, void* arg, int nparts) noexcept nogil
+    int cm_pool_init() noexcept
+
+
+cdef enum:
+    LANE = 0        # a template slot: example e's copy at slot + e
+    SHARED = 1      # one slot every example reads (a parameter)
+    MIN_LANES = 8   # fewer examples than this: not worth it
+    MAX_CHAINS_TRIED = 4
+    LANE_BLOCK = 8  # threads split the lanes at multiples of this
+
+cdef struct LaneRef:
+    int32_t kind
+    int32_t slot
+
+cdef struct LaneOp:            # a template entry
+    uint8_t code
+    uint8_t act
+    int32_t n                  # DOT: terms
+    int32_t term               # DOT: its first term in LanePlan.terms
+    int32_t ra, rb             # a plain op's shared operands: their rows in buf (-1: none)
+    double k
+    LaneRef out, act_out, a, b
+
+cdef struct LaneTerm:
+    LaneRef w, x
+
+cdef struct LaneItem:          # a template backward item: steps hi..lo of op (-1: plain op)
+    int32_t op, hi, lo
+
+cdef struct LanePlan:
+    Py_ssize_t E               # lanes: examples
+    Py_ssize_t n_ops, n_items, n_jobs, n_rows
+    LaneOp* ops
+    LaneTerm* terms
+    LaneItem* items
+    cm_lane_job* jobs          # the shared slots' grads, after the lanes
+    Py_ssize_t entry_start, entry_stop   # the examples' entries in the tape (e-major)
+    Py_ssize_t prog_start, prog_stop     # the program's items from the examples' first to last
+    BwItem* chain              # the items among them that are not the examples' (the sum's
+    Py_ssize_t n_chain         # chain): the lane backward runs them first
+    # per lane vectors of E doubles: per template DOT its g (G1) and 0.0 + g (GP), the
+    # rows of plain ops' shared operands, two scratch vectors (a shared operand spread)
+    double* buf
+    Py_ssize_t gp_at, rows_at, scratch_at
+
+
+cdef void lanes_free(LanePlan* plan) noexcept nogil:
+    if plan != NULL:
+        free(plan.ops)
+        free(plan.terms)
+        free(plan.items)
+        free(plan.jobs)
+        free(plan.buf)
+        free(plan.chain)
+        free(plan)
+
+
+# ---- finding the lanes (at record time, on the tape's arrays, no GIL) ---------------------
+cdef inline int _n_operands(Entry* en) noexcept nogil:
+    """How many operand slots an entry reads (a fused sum: the bias and 2 per term)."""
+    if en.code == DOT:
+        return 1 + 2 * en.n
+    return 2 if binary_op(en.code) else 1
+
+
+cdef inline int32_t _operand_slot(Tape* t, Entry* en, int i) noexcept nogil:
+    """An entry's i-th operand slot: a, then b (binary), or a fused sum's w_j, x_j."""
+    if i == 0:
+        return en.a
+    if en.code == DOT:
+        return t.tw[en.b + (i - 1) // 2] if (i - 1) % 2 == 0 else t.tx[en.b + (i - 1) // 2]
+    return en.b
+
+
+cdef LanePlan* find_lanes(Tape* t) noexcept nogil:
+    """The lane plan of t (slots, entries and program rearranged for it), or NULL when
+    t is not a batch of identical examples (t is then left as it was)."""
+    cdef Py_ssize_t n = t.n_slots, i, m, best_len = 0, best_start = -1, length, s, opi, attempt
+    cdef int32_t* entry_of = NULL      # per slot: the entry that makes it, or -1
+    cdef int32_t* users = NULL         # per slot: how many operand reads
+    cdef int32_t* succ = NULL          # per entry: the ADD entry that continues its chain
+    cdef int32_t* owner = NULL         # per slot: the example it belongs to, -1, or -2 shared
+    cdef int32_t* stack = NULL
+    cdef int32_t* loc = NULL           # per slot: its template index (lane slots)
+    cdef int32_t* entry_owner = NULL   # per entry: the example it belongs to, or < 0
+    cdef uint8_t* tried = NULL         # per entry: a chain's start already tried
+    cdef LanePlan* plan = NULL
+    cdef Entry* en
+    if t.has_custom or t.n_entries < 2 * MIN_LANES:
+        return NULL
+    entry_of = <int32_t*>malloc(n * sizeof(int32_t) + 4)
+    users = <int32_t*>calloc(n + 1, sizeof(int32_t))
+    succ = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
+    owner = <int32_t*>malloc(n * sizeof(int32_t) + 4)
+    loc = <int32_t*>malloc(n * sizeof(int32_t) + 4)
+    entry_owner = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
+    stack = <int32_t*>malloc((n + 1) * sizeof(int32_t) * 3)
+    tried = <uint8_t*>calloc(t.n_entries + 1, 1)
+    if (entry_of == NULL or users == NULL or succ == NULL or owner == NULL or loc == NULL
+            or entry_owner == NULL or stack == NULL or tried == NULL):
+        free(entry_of); free(users); free(succ); free(owner); free(stack); free(loc); free(entry_owner)
+        free(tried)
+        return NULL
+    try:
+        for s in range(n):
+            entry_of[s] = -1
+        for i in range(t.n_entries):
+            en = &t.entries[i]
+            entry_of[en.out] = <int32_t>i
+            if en.act:
+                entry_of[en.act_out] = <int32_t>i
+            nops = _n_operands(en)
+            for opi in range(nops):
+                users[_operand_slot(t, en, opi)] += 1
+            succ[i] = -1
+        # the sum's chain: ADD entries each taking the previous one's result as operand a
+        for i in range(t.n_entries):
+            en = &t.entries[i]
+            if en.code == ADD and entry_of[en.a] >= 0 and users[en.a] == 1:
+                m = entry_of[en.a]
+                if t.entries[m].code == ADD and not t.entries[m].act and en.a == t.entries[m].out:
+                    succ[m] = <int32_t>i
+        # the longest chains first: a regulariser's sum over the parameters may be longer
+        # than the loss's over the examples, and is not a batch
+        for attempt in range(MAX_CHAINS_TRIED):
+            best_len = 0
+            for i in range(t.n_entries):
+                en = &t.entries[i]
+                if (en.code != ADD or tried[i] or (entry_of[en.a] >= 0
+                        and t.entries[entry_of[en.a]].code == ADD and succ[entry_of[en.a]] == i)):
+                    continue              # not the start of a chain
+                length = 1
+                m = i
+                while succ[m] >= 0:
+                    m = succ[m]
+                    length += 1
+                if length > best_len:
+                    best_len, best_start = length, i
+            if best_len + 1 < MIN_LANES:
+                return NULL
+            tried[best_start] = 1
+            plan = _try_chain(t, best_start, best_len, entry_of, users, succ, owner, loc,
+                              entry_owner, stack)
+            if plan != NULL:
+                return plan
+        return NULL
+    finally:
+        free(entry_of); free(users); free(succ); free(owner); free(stack)
+        free(loc); free(entry_owner); free(tried)
+
+
+cdef LanePlan* _try_chain(Tape* t, Py_ssize_t best_start, Py_ssize_t best_len, int32_t* entry_of,
+                          int32_t* users, int32_t* succ, int32_t* owner, int32_t* loc,
+                          int32_t* entry_owner, int32_t* stack) noexcept nogil:
+    """The lane plan of the sum whose chain starts at entry best_start, or NULL."""
+    cdef Py_ssize_t n = t.n_slots, i, e, m, E = 0, K = 0, T, sp, s, opi, nops
+    cdef int32_t* roots = NULL
+    cdef int32_t slot
+    cdef Entry* en
+    for s in range(n):
+        owner[s] = -1
+        loc[s] = -1
+    roots = <int32_t*>malloc((best_len + 1) * sizeof(int32_t))
+    if roots == NULL:
+        return NULL
+    try:
+        m = best_start
+        en = &t.entries[m]
+        if t.node_of_slot[en.b] == NULL:      # sum() from a number: (t_0 + 0) + t_1 + ...
+            roots[E] = en.a
+            E += 1
+        else:
+            roots[E] = en.a
+            roots[E + 1] = en.b
+            E += 2
+        while succ[m] >= 0:
+            m = succ[m]
+            roots[E] = t.entries[m].b
+            E += 1
+        # each example: the slots its root reaches that no other root does
+        for e in range(E):
+            slot = roots[e]
+            if entry_of[slot] < 0 or users[slot] != 1 or owner[slot] != -1:
+                return NULL
+            sp = 0
+            stack[sp] = slot
+            sp += 1
+            while sp:
+                sp -= 1
+                slot = stack[sp]
+                if owner[slot] == e or owner[slot] == -2:
+                    continue
+                owner[slot] = <int32_t>(e if owner[slot] == -1 else -2)
+                if entry_of[slot] < 0:
+                    continue
+                en = &t.entries[entry_of[slot]]
+                if en.code == CUSTOM:
+                    return NULL
+                owner[en.out] = owner[slot]
+                if en.act:
+                    owner[en.act_out] = owner[slot]
+                nops = _n_operands(en)
+                if sp + nops >= 3 * (n + 1):
+                    return NULL
+                for opi in range(nops):
+                    stack[sp] = _operand_slot(t, en, opi)
+                    sp += 1
+        for s in range(n):            # what two examples share must be a leaf
+            if owner[s] == -2 and entry_of[s] >= 0:
+                return NULL
+        # the examples' entries, all the same template
+        for i in range(t.n_entries):
+            entry_owner[i] = owner[t.entries[i].out]
+        if not _same_template(t, E, entry_owner, owner, loc, &K, &T):
+            return NULL
+        # outside the examples, only the sum's chain may read an example's slot: its root
+        for i in range(t.n_entries):
+            if entry_owner[i] >= 0:
+                continue
+            en = &t.entries[i]
+            for opi in range(_n_operands(en)):
+                slot = _operand_slot(t, en, opi)
+                if owner[slot] >= 0 and slot != roots[owner[slot]]:
+                    return NULL
+        return _lay_out(t, E, K, T, entry_owner, owner, loc, entry_of)
+    finally:
+        free(roots)
+
+
+cdef bint _same_template(Tape* t, Py_ssize_t E, int32_t* entry_owner, int32_t* owner,
+                         int32_t* loc, Py_ssize_t* K_out, Py_ssize_t* T_out) noexcept nogil:
+    """Whether every example's entries are example 0's template: the same ops with the
+    same shared leaves and the same local structure. Fills loc (each lane slot's
+    template index), K (entries per example) and T (template slots)."""
+    cdef Py_ssize_t i, e, K = -1, count, T = -1, next_loc, opi, pos
+    cdef Py_ssize_t* first = <Py_ssize_t*>malloc(E * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* cursor = <Py_ssize_t*>malloc(E * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* nloc = <Py_ssize_t*>calloc(E, sizeof(Py_ssize_t))
+    cdef Entry* en
+    cdef Entry* en0
+    cdef int32_t s, s0
+
+    K_out[0] = T_out[0] = -1
+    if first == NULL or cursor == NULL or nloc == NULL:
+        free(first); free(cursor); free(nloc)
+        return False
+    try:
+        for e in range(E):
+            first[e] = -1
+        # each example's entries, counted; they must be as many as example 0's
+        for i in range(t.n_entries):
+            e = entry_owner[i]
+            if e >= 0 and first[e] < 0:
+                first[e] = i
+        for e in range(E):
+            count = 0
+            for i in range(first[e], t.n_entries):
+                count += entry_owner[i] == e
+            if K < 0:
+                K = count
+            elif count != K:
+                return False
+        # walk every example's entries side by side with example 0's
+        for e in range(E):
+            cursor[e] = first[e]
+        for pos in range(K):
+            for e in range(E):
+                while entry_owner[cursor[e]] != e:
+                    cursor[e] += 1
+            en0 = &t.entries[cursor[0]]
+            for e in range(E):
+                en = &t.entries[cursor[e]]
+                if (en.code != en0.code or en.act != en0.act or en.n != en0.n
+                        or (en.code == POW and en.k != en0.k)):
+                    return False
+                for opi in range(_n_operands(en) + 1 + (en.act != 0)):
+                    if opi < _n_operands(en):
+                        s = _operand_slot(t, en, opi)
+                        s0 = _operand_slot(t, en0, opi)
+                    elif opi == _n_operands(en):
+                        s, s0 = en.out, en0.out
+                    else:
+                        s, s0 = en.act_out, en0.act_out
+                    if owner[s0] == -2 or owner[s0] == -1:      # shared (or outside): the same slot
+                        if s != s0:
+                            return False
+                        continue
+                    if owner[s] != e:
+                        return False
+                    if loc[s0] < 0:                               # example 0 names it first
+                        loc[s0] = <int32_t>nloc[0]
+                        nloc[0] += 1
+                    if loc[s] < 0 and e > 0:
+                        loc[s] = <int32_t>nloc[e]
+                        nloc[e] += 1
+                    if loc[s] != loc[s0]:
+                        return False
+            for e in range(E):
+                cursor[e] += 1
+        T = nloc[0]
+        for e in range(E):
+            if nloc[e] != T and e > 0:
+                return False
+        K_out[0] = K
+        T_out[0] = T
+        return True
+    finally:
+        free(first); free(cursor); free(nloc)
+
+
+cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32_t* entry_owner,
+                        int32_t* owner, int32_t* loc, int32_t* entry_of) noexcept nogil:
+    """Check the program's order, then renumber slots (lane slot i of example e at
+    i * E + e), reorder entries (the rest, the examples e-major, what needs them), and
+    describe the template and the sum's chain.
+    NULL (t unchanged) if the program's order does not allow lanes."""
+    cdef Py_ssize_t i, e, k, j, p, n = t.n_slots, pos, first_lane = -1, last_lane = -1
+    cdef Py_ssize_t n_items, prev_e, n_terms, n_jobs, n_rows, n_chain
+    cdef int32_t* new_slot = NULL
+    cdef int32_t* new_entry = NULL
+    cdef int32_t* template_of = NULL    # per entry of an example: its template position
+    cdef uint8_t* needs_lanes = NULL    # per entry outside the examples: reads their results
+    cdef uint8_t* shared_read = NULL    # per slot: a shared slot the template reads
+    cdef Entry* entries = NULL
+    cdef LanePlan* plan = NULL
+    cdef Entry* en
+    cdef int32_t s
+    cdef int opi
+    cdef bint ok = False
+    new_slot = <int32_t*>malloc(n * sizeof(int32_t) + 4)
+    new_entry = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
+    template_of = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
+    needs_lanes = <uint8_t*>calloc(t.n_entries + 1, 1)
+    shared_read = <uint8_t*>calloc(n + 1, 1)
+    entries = <Entry*>malloc(t.n_entries * sizeof(Entry) + 1)
+    plan = <LanePlan*>calloc(1, sizeof(LanePlan))
+    if (new_slot == NULL or new_entry == NULL or template_of == NULL or needs_lanes == NULL
+            or shared_read == NULL or entries == NULL or plan == NULL):
+        free(new_slot); free(new_entry); free(template_of); free(needs_lanes); free(shared_read)
+        free(entries); free(plan)
+        return NULL
+    try:
+        # template positions, and what the template reads that is shared (once per example)
+        for e in range(E):
+            k = 0
+            for i in range(t.n_entries):
+                if entry_owner[i] == e:
+                    template_of[i] = <int32_t>k
+                    k += 1
+        for i in range(t.n_entries):
+            if entry_owner[i] != 0:
+                continue
+            en = &t.entries[i]
+            for opi in range(_n_operands(en)):
+                s = _operand_slot(t, en, opi)
+                if owner[s] == -2:
+                    if shared_read[s]:
+                        return NULL          # two contributions a example to one shared slot
+                    shared_read[s] = 1
+        # the program: the examples' items in one block (each example's contiguous, from
+        # the last example to the first, all in the template's order); between them only
+        # items that write nothing the examples write
+        prev_e = E
+        for p in range(t.n_program):
+            e = entry_owner[t.program[p].entry]
+            if e < 0:
+                continue
+            if first_lane < 0:
+                first_lane = p
+            last_lane = p
+            if e != prev_e:
+                if e != prev_e - 1:
+                    return NULL
+                prev_e = e
+        if prev_e != 0:
+            return NULL
+        n_items = 0
+        for p in range(first_lane, last_lane + 1):
+            if entry_owner[t.program[p].entry] == 0:
+                n_items += 1
+        n_chain = 0
+        for p in range(first_lane, last_lane + 1):
+            i = t.program[p].entry
+            if entry_owner[i] >= 0:
+                continue
+            en = &t.entries[i]
+            n_chain += 1
+            # the lane backward runs it before the examples: it must not raise (the
+            # examples' items would not have run yet) nor add to a shared grad
+            if backward_can_raise(en.code) or (en.code == DOT and backward_can_raise(en.act)):
+                return NULL
+            for opi in range(_n_operands(en)):
+                if shared_read[_operand_slot(t, en, opi)]:
+                    return NULL
+        # sizes: the template's terms, its fused sums' shared operands (jobs), its plain ops'
+        # shared operands (rows)
+        n_terms = n_jobs = n_rows = 0
+        for i in range(t.n_entries):
+            if entry_owner[i] != 0:
+                continue
+            en = &t.entries[i]
+            for opi in range(_n_operands(en)):
+                if owner[_operand_slot(t, en, opi)] == -2:
+                    if en.code == DOT:
+                        n_jobs += 1
+                    else:
+                        n_rows += 1
+            if en.code == DOT:
+                n_terms += en.n
+        plan.items = <LaneItem*>malloc(n_items * sizeof(LaneItem) + 1)
+        plan.ops = <LaneOp*>calloc(K + 1, sizeof(LaneOp))
+        plan.terms = <LaneTerm*>malloc(n_terms * sizeof(LaneTerm) + 1)
+        plan.jobs = <cm_lane_job*>malloc((n_jobs + n_rows) * sizeof(cm_lane_job) + 1)
+        plan.gp_at = K * E
+        plan.rows_at = 2 * K * E
+        plan.scratch_at = plan.rows_at + n_rows * E
+        plan.buf = <double*>calloc(plan.scratch_at + 2 * E, sizeof(double))
+        plan.chain = <BwItem*>malloc(n_chain * sizeof(BwItem) + 1)
+        if plan.items == NULL or plan.ops == NULL or plan.terms == NULL or plan.jobs == NULL \
+                or plan.buf == NULL or plan.chain == NULL:
+            return NULL
+        # each example's items must be example 0's, in the same order
+        pos = 0
+        for p in range(first_lane, last_lane + 1):
+            i = t.program[p].entry
+            if entry_owner[i] == 0:
+                plan.items[pos].op = template_of[i]
+                plan.items[pos].hi = t.program[p].hi
+                plan.items[pos].lo = t.program[p].lo
+                pos += 1
+        for e in range(1, E):
+            pos = 0
+            for p in range(first_lane, last_lane + 1):
+                i = t.program[p].entry
+                if entry_owner[i] != e:
+                    continue
+                if (pos >= n_items or plan.items[pos].op != template_of[i]
+                        or plan.items[pos].hi != t.program[p].hi or plan.items[pos].lo != t.program[p].lo):
+                    return NULL
+                pos += 1
+            if pos != n_items:
+                return NULL
+        # every check passed: from here on, t changes
+        plan.E = E
+        plan.n_ops = K
+        plan.n_items = n_items
+        # slots: lane slot (template index i, example e) -> i * E + e; the others after
+        # (the shared slots in the order example 0 first reads them: a neuron's weights
+        # side by side; the rest after)
+        pos = T * E
+        for s in range(n):
+            new_slot[s] = <int32_t>(loc[s] * E + owner[s]) if owner[s] >= 0 else -1
+        for i in range(t.n_entries):
+            if entry_owner[i] == 0:
+                en = &t.entries[i]
+                for opi in range(_n_operands(en)):
+                    s = _operand_slot(t, en, opi)
+                    if new_slot[s] < 0:
+                        new_slot[s] = <int32_t>pos
+                        pos += 1
+        for s in range(n):
+            if new_slot[s] < 0:
+                new_slot[s] = <int32_t>pos
+                pos += 1
+        # entries: the rest that does not read the examples' results, the examples (e-major),
+        # then what does
+        for i in range(t.n_entries):
+            if entry_owner[i] >= 0:
+                continue
+            en = &t.entries[i]
+            for opi in range(_n_operands(en)):
+                s = _operand_slot(t, en, opi)
+                if owner[s] >= 0 or (entry_of[s] >= 0 and needs_lanes[entry_of[s]]):
+                    needs_lanes[i] = 1
+        pos = 0
+        for i in range(t.n_entries):
+            if entry_owner[i] < 0 and not needs_lanes[i]:
+                new_entry[i] = <int32_t>pos
+                pos += 1
+        plan.entry_start = pos
+        for e in range(E):
+            for i in range(t.n_entries):
+                if entry_owner[i] == e:
+                    new_entry[i] = <int32_t>(plan.entry_start + e * K + template_of[i])
+        pos = plan.entry_start + E * K
+        plan.entry_stop = pos
+        for i in range(t.n_entries):
+            if entry_owner[i] < 0 and needs_lanes[i]:
+                new_entry[i] = <int32_t>pos
+                pos += 1
+        for i in range(t.n_entries):
+            entries[new_entry[i]] = t.entries[i]
+        memcpy(t.entries, entries, t.n_entries * sizeof(Entry))
+        # the program keeps its order (the scalar replay stops where micrograd would if a
+        # rule raises); the lane backward runs the chain's items from a copy
+        plan.prog_start = first_lane
+        plan.prog_stop = last_lane + 1
+        plan.n_chain = n_chain
+        pos = 0
+        for p in range(first_lane, last_lane + 1):
+            if entry_owner[t.program[p].entry] < 0:
+                plan.chain[pos] = t.program[p]
+                plan.chain[pos].entry = new_entry[t.program[p].entry]
+                pos += 1
+        for p in range(t.n_program):
+            t.program[p].entry = new_entry[t.program[p].entry]
+        _renumber_slots(t, new_slot)
+        _describe_template(plan, t, T * E)
+        ok = True
+        return plan
+    finally:
+        free(new_slot); free(new_entry); free(template_of); free(needs_lanes); free(shared_read)
+        free(entries)
+        if not ok:
+            lanes_free(plan)
+
+
+cdef void _describe_template(LanePlan* plan, Tape* t, Py_ssize_t lane_slots) noexcept nogil:
+    """Fill the plan's ops and terms from example 0's entries (renumbered, at entry_start
+    on), and its jobs: per shared operand of a fused sum, the job that adds its grad
+    (products first, so the reduction finds them eight at a time), per shared operand
+    of a plain op, its row."""
+    cdef Py_ssize_t k, i, j = 0, E = plan.E, n_jobs = 0, n_rows = 0
+    cdef Entry* en
+    cdef LaneOp* op
+    cdef LaneTerm* term
+    cdef int pass_
+    for k in range(plan.n_ops):
+        en = &t.entries[plan.entry_start + k]
+        op = &plan.ops[k]
+        op.code = en.code
+        op.act = en.act
+        op.n = en.n
+        op.k = en.k
+        op.out = _ref(en.out, lane_slots)
+        op.act_out = _ref(en.act_out, lane_slots) if en.act else op.out
+        op.a = _ref(en.a, lane_slots)
+        op.b = _ref(en.b, lane_slots) if en.code != DOT else op.a
+        op.term = <int32_t>j
+        op.ra = op.rb = -1
+        if en.code == DOT:
+            for i in range(en.n):
+                plan.terms[j].w = _ref(t.tw[en.b + i], lane_slots)
+                plan.terms[j].x = _ref(t.tx[en.b + i], lane_slots)
+                j += 1
+        else:
+            if op.a.kind == SHARED:
+                op.ra = <int32_t>n_rows
+                n_rows += 1
+            if binary_op(op.code) and op.b.kind == SHARED:
+                op.rb = <int32_t>n_rows
+                n_rows += 1
+    for pass_ in range(2):     # the products, then the rest
+        for k in range(plan.n_ops):
+            op = &plan.ops[k]
+            if op.code != DOT:
+                continue
+            if pass_ == 1 and op.a.kind == SHARED:   # the bias: g (one term) or 0.0 + g
+                _add_job(plan, &n_jobs, CM_JOB_ROW, op.a.slot, 0,
+                         (plan.gp_at if op.n > 1 else 0) + k * E)
+            for i in range(op.n):
+                term = &plan.terms[op.term + i]
+                if term.w.kind == SHARED and (term.x.kind == LANE) == (pass_ == 0):
+                    _add_job(plan, &n_jobs, CM_JOB_PRODUCT if pass_ == 0 else CM_JOB_SHARED_PRODUCT,
+                             term.w.slot, term.x.slot, plan.gp_at + k * E)
+                if term.x.kind == SHARED and (term.w.kind == LANE) == (pass_ == 0):
+                    _add_job(plan, &n_jobs, CM_JOB_PRODUCT if pass_ == 0 else CM_JOB_SHARED_PRODUCT,
+                             term.x.slot, term.w.slot, plan.gp_at + k * E)
+    for k in range(plan.n_ops):
+        op = &plan.ops[k]
+        if op.ra >= 0:
+            _add_job(plan, &n_jobs, CM_JOB_ROW, op.a.slot, 0, plan.rows_at + op.ra * E)
+        if op.rb >= 0:
+            _add_job(plan, &n_jobs, CM_JOB_ROW, op.b.slot, 0, plan.rows_at + op.rb * E)
+    plan.n_jobs = n_jobs
+    plan.n_rows = n_rows
+
+
+cdef inline void _add_job(LanePlan* plan, Py_ssize_t* n, int kind, int32_t target, int32_t src,
+                          Py_ssize_t vec) noexcept nogil:
+    plan.jobs[n[0]].kind = kind
+    plan.jobs[n[0]].target = target
+    plan.jobs[n[0]].src = src
+    plan.jobs[n[0]].vec = vec
+    n[0] += 1
+
+
+cdef inline LaneRef _ref(int32_t slot, Py_ssize_t lane_slots) noexcept nogil:
+    """A renumbered slot as the template sees it: example 0's copy of a lane slot (the
+    others follow it), or a shared slot."""
+    cdef LaneRef r
+    r.kind = LANE if slot < lane_slots else SHARED
+    r.slot = slot
+    return r
+
+
+# ---- replaying the lanes (no GIL) ---------------------------------------------------------
+cdef struct LaneTask:          # one lane replay phase, split between threads
+    LanePlan* plan
+    double* D
+    double* G
+    double* dot_g1
+    int phase                  # FORWARD_LANES, BACKWARD_LANES or REDUCE
+    int err[64]                # per part: an error (forward, backward rules)
+
+cdef enum:
+    FORWARD_LANES = 0
+    BACKWARD_LANES = 1
+    REDUCE = 2
+
+
+cdef inline double* _lanes_of(LanePlan* p, double* D, LaneRef r, Py_ssize_t e0, Py_ssize_t n,
+                              int which) noexcept nogil:
+    """Lanes e0.. of an operand: its vector, or a shared operand spread into scratch."""
+    cdef double* v
+    if r.kind == LANE:
+        return D + r.slot + e0
+    v = p.buf + p.scratch_at + which * p.E + e0
+    cm_lk.fill(v, D[r.slot], n)
+    return v
+
+
+cdef void _lanes_forward(LanePlan* p, double* D, double* G, Py_ssize_t e0, Py_ssize_t e1,
+                         int* err) noexcept nogil:
+    """Every template op over lanes e0..e1-1, in the template's order: each lane computes
+    what the scalar forward computes for its example."""
+    cdef Py_ssize_t n = e1 - e0, k, j, e, i
+    cdef double w4[4]
+    cdef LaneOp* op
+    cdef LaneTerm* term
+    cdef double* o
+    cdef double* a
+    cdef double* b
+    cdef double* w
+    for k in range(p.n_ops):
+        op = &p.ops[k]
+        o = D + op.out.slot + e0
+        if op.code == DOT:
+            if op.a.kind == LANE:
+                cm_lk.copy(o, D + op.a.slot + e0, n)
+            else:
+                cm_lk.fill(o, D[op.a.slot], n)
+            j = 0
+            while j < op.n:                  # s = s + w * x, term by term
+                term = &p.terms[op.term + j]
+                if j + 4 <= op.n and _four_shared_weights(term):
+                    for i in range(4):
+                        w4[i] = D[term[i].w.slot]
+                    cm_lk.dot4_sl(o, w4, D + term[0].x.slot + e0, D + term[1].x.slot + e0,
+                                  D + term[2].x.slot + e0, D + term[3].x.slot + e0, n)
+                    j += 4
+                    continue
+                j += 1
+                if term.w.kind == SHARED and term.x.kind == LANE:
+                    cm_lk.dot_sl(o, D[term.w.slot], D + term.x.slot + e0, n)
+                elif term.w.kind == LANE and term.x.kind == LANE:
+                    cm_lk.dot_ll(o, D + term.w.slot + e0, D + term.x.slot + e0, n)
+                elif term.w.kind == LANE:
+                    cm_lk.dot_ls(o, D + term.w.slot + e0, D[term.x.slot], n)
+                else:
+                    w = _lanes_of(p, D, term.w, e0, n, 0)
+                    cm_lk.dot_ls(o, w, D[term.x.slot], n)
+            cm_lk.fill(G + op.out.slot + e0, 0.0, n)
+            if op.act:
+                a = D + op.act_out.slot + e0
+                if op.act == RELU:
+                    cm_lk.relu(a, o, n)
+                else:
+                    for e in range(n):
+                        a[e] = forward_rule(op.act, o[e], 0.0, 0.0, err)
+                cm_lk.fill(G + op.act_out.slot + e0, 0.0, n)
+        else:
+            a = _lanes_of(p, D, op.a, e0, n, 0)
+            b = _lanes_of(p, D, op.b, e0, n, 1) if binary_op(op.code) else a
+            if op.code == ADD:
+                cm_lk.add(o, a, b, n)
+            elif op.code == MUL:
+                cm_lk.mul(o, a, b, n)
+            elif op.code == RELU:
+                cm_lk.relu(o, a, n)
+            else:
+                for e in range(n):
+                    o[e] = forward_rule(op.code, a[e], b[e], op.k, err)
+            cm_lk.fill(G + op.out.slot + e0, 0.0, n)
+        if err[0]:
+            return
+
+
+cdef inline bint _four_shared_weights(LaneTerm* term) noexcept nogil:
+    return (term[0].w.kind == SHARED and term[0].x.kind == LANE and term[1].w.kind == SHARED
+            and term[1].x.kind == LANE and term[2].w.kind == SHARED and term[2].x.kind == LANE
+            and term[3].w.kind == SHARED and term[3].x.kind == LANE)
+
+
+cdef void _lanes_backward(LanePlan* p, double* D, double* G, double* dot_g1, Py_ssize_t e0,
+                          Py_ssize_t e1, int* err) noexcept nogil:
+    """Every template backward item over lanes e0..e1-1, in the template's order: the
+    first backward since a forward (fast mode, replay.pxi), what the scalar
+    _backward_run does for each example, except that a shared operand's grad is left
+    for _lanes_reduce (a fused sum's: from GP; a plain op's: added into its row)."""
+    cdef Py_ssize_t n = e1 - e0, i, j, e, E = p.E
+    cdef LaneItem* item
+    cdef LaneOp* op
+    cdef LaneTerm* term
+    cdef double* g
+    cdef double* g1
+    cdef double* gp
+    cdef double* a
+    cdef double* b
+    cdef double* ga
+    cdef double* gb
+    cdef double dummy
+    for i in range(p.n_items):
+        item = &p.items[i]
+        op = &p.ops[item.op]
+        g = G + op.out.slot + e0
+        if op.code == DOT:
+            g1 = p.buf + item.op * E + e0
+            gp = p.buf + p.gp_at + item.op * E + e0
+            if item.hi == op.n - 1:         # the first item: the activation, then g
+                if op.act == RELU:
+                    cm_lk.relu_bw(g, D + op.act_out.slot + e0, G + op.act_out.slot + e0, n)
+                elif op.act:
+                    for e in range(n):
+                        backward_rule(op.act, D[op.out.slot + e0 + e], 0.0, 0.0,
+                                      D[op.act_out.slot + e0 + e], G[op.act_out.slot + e0 + e],
+                                      &g[e], NULL, err)
+                cm_lk.copy(g1, g, n)
+                cm_lk.plus0(gp, g, n)
+                for e in range(n):
+                    dot_g1[p.entry_start + (e0 + e) * p.n_ops + item.op] = g[e]
+            for j in range(item.hi, item.lo - 1, -1):
+                term = &p.terms[op.term + j]
+                if j == 0 and op.a.kind == LANE:
+                    cm_lk.acc(G + op.a.slot + e0, g1 if op.n == 1 else gp, n)
+                if term.w.kind == LANE:      # G[w] += D[x] * gp
+                    if term.x.kind == LANE:
+                        cm_lk.axpy_ll(G + term.w.slot + e0, D + term.x.slot + e0, gp, n)
+                    else:
+                        cm_lk.axpy_sl(G + term.w.slot + e0, D[term.x.slot], gp, n)
+                if term.x.kind == LANE:      # G[x] += D[w] * gp
+                    if term.w.kind == LANE:
+                        cm_lk.axpy_ll(G + term.x.slot + e0, D + term.w.slot + e0, gp, n)
+                    else:
+                        cm_lk.axpy_sl(G + term.x.slot + e0, D[term.w.slot], gp, n)
+            continue
+        a = _lanes_of(p, D, op.a, e0, n, 0)
+        b = _lanes_of(p, D, op.b, e0, n, 1) if binary_op(op.code) else a
+        ga = G + op.a.slot + e0
+        if op.ra >= 0:
+            ga = p.buf + p.rows_at + op.ra * E + e0
+            cm_lk.fill(ga, -0.0, n)           # -0.0 + x is x, bit for bit
+        gb = G + op.b.slot + e0
+        if op.rb >= 0:
+            gb = p.buf + p.rows_at + op.rb * E + e0
+            cm_lk.fill(gb, -0.0, n)
+        if op.code == ADD:
+            cm_lk.acc(ga, g, n)
+            cm_lk.acc(gb, g, n)
+        elif op.code == MUL:                  # ga += b * g; gb += a * g
+            cm_lk.axpy_ll(ga, b, g, n)
+            cm_lk.axpy_ll(gb, a, g, n)
+        elif op.code == RELU:
+            cm_lk.relu_bw(ga, D + op.out.slot + e0, g, n)
+        else:
+            for e in range(n):
+                backward_rule(op.code, a[e], b[e], op.k, D[op.out.slot + e0 + e], g[e], &ga[e],
+                              &gb[e] if binary_op(op.code) else &dummy, err)
+            if err[0]:
+                return
+
+
+cdef void _lanes_task(void* arg, int part, int nparts) noexcept nogil:
+    """One thread's part of a phase: a block of lanes, or of the reduction's jobs."""
+    cdef LaneTask* task = <LaneTask*>arg
+    cdef LanePlan* p = task.plan
+    cdef Py_ssize_t lo, hi, blocks
+    task.err[part] = 0
+    if task.phase == REDUCE:
+        lo = _split(p.n_jobs, part, nparts)
+        hi = _split(p.n_jobs, part + 1, nparts)
+        cm_lk.reduce(task.G, task.D, p.jobs + lo, hi - lo, p.buf, p.E)
+        return
+    lo = _split(p.E, part, nparts)
+    hi = _split(p.E, part + 1, nparts)
+    if hi <= lo:
+        return
+    if task.phase == FORWARD_LANES:
+        _lanes_forward(p, task.D, task.G, lo, hi, &task.err[part])
+    else:
+        _lanes_backward(p, task.D, task.G, task.dot_g1, lo, hi, &task.err[part])
+
+
+cdef inline Py_ssize_t _split(Py_ssize_t n, int part, int nparts) noexcept nogil:
+    """Where part `part` of nparts begins in 0..n: at multiples of LANE_BLOCK (vectors
+    stay aligned, each thread's lanes on their own cache lines)."""
+    cdef Py_ssize_t blocks = (n + LANE_BLOCK - 1) // LANE_BLOCK
+    if part >= nparts:
+        return n
+    return min(n, (blocks * part // nparts) * LANE_BLOCK)
+
+
+cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
+                   int threads) noexcept nogil:
+    """Run a phase on `threads` threads (fewer if the lanes are few); returns nonzero if
+    a lane's rule failed. Every split gives the same bits: the lanes are independent,
+    and each shared grad is one job's, whatever thread runs it."""
+    cdef LaneTask task
+    cdef int i, parts, failed = 0
+    cdef Py_ssize_t work = p.n_jobs if phase == REDUCE else (p.E + LANE_BLOCK - 1) // LANE_BLOCK
+    parts = <int>min(<Py_ssize_t>min(threads, 64), max(work, 1))
+    task.plan = p
+    task.D = D
+    task.G = G
+    task.dot_g1 = dot_g1
+    task.phase = phase
+    cm_pool_run(_lanes_task, &task, parts)
+    for i in range(parts):
+        failed |= task.err[i]
+    return failed
+
+
+cdef bint lanes_would_raise(LanePlan* p, double* D) noexcept nogil:
+    """Whether a template backward rule would raise in some lane (whether one raises
+    depends on the data only: see cmicrograd/_ops.py). Then the scalar replay runs
+    instead, and stops where micrograd would."""
+    cdef Py_ssize_t k, e
+    cdef LaneOp* op
+    cdef double ga, gb
+    cdef int err = 0
+    for k in range(p.n_ops):
+        op = &p.ops[k]
+        if op.code == DOT:
+            if op.act and backward_can_raise(op.act):
+                for e in range(p.E):
+                    backward_rule(op.act, D[op.out.slot + e], 0.0, 0.0, D[op.act_out.slot + e], 1.0,
+                                  &ga, &gb, &err)
+        elif backward_can_raise(op.code):
+            for e in range(p.E):
+                backward_rule(op.code, D[op.a.slot + (e if op.a.kind == LANE else 0)],
+                              D[op.b.slot + (e if op.b.kind == LANE else 0)], op.k,
+                              D[op.out.slot + e], 1.0, &ga, &gb, &err)
+        if err:
+            return True
+    return False
+
+
+cdef void lanes_spell_out(LanePlan* p, Tape* t) noexcept nogil:
+    """After a lane backward in full mode (replay.pxi): the fused sums' intermediate
+    grads, as the scalar full-mode backward leaves them from zero: 0.0 + g for every
+    product and every partial sum but the last."""
+    cdef Py_ssize_t i, j
+    cdef Entry* en
+    cdef double gp
+    for i in range(p.entry_start, p.entry_stop):
+        en = &t.entries[i]
+        if en.code != DOT:
+            continue
+        gp = 0.0 + t.dot_g1[i]
+        for j in range(en.n):
+            t.mgrad[en.b + j] = gp
+            if j < en.n - 1:
+                t.sgrad[en.b + j] = gp
+
+
+cdef str LANE_KERNELS = "baseline"    # the instruction set the lane loops use (avx2, baseline)
+
+
+cdef int init_lanes() except -1:
+    """At import: the worker pool's lock, and the lane loops for this CPU (AVX2 unless
+    CMICROGRAD_SIMD=0 asks for the baseline ones)."""
+    global LANE_KERNELS
+    from cmicrograd._flags import flag_off, SIMD
+
+    if cm_pool_init() < 0:
+        raise MemoryError("cannot make a lock")
+    LANE_KERNELS = cm_lanes_select(0 if flag_off(SIMD) else 1).decode()
+    return 0
+
+
+def _lane_kernels():
+    """The instruction set of the lane loops: 'avx2' or 'baseline' (for tests)."""
+    return LANE_KERNELS
