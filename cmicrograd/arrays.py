@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Union
 from ._engines import engine_of, is_value
 
 if TYPE_CHECKING:
-    import numpy as np
     from numpy.typing import NDArray
 
 

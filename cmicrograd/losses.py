@@ -12,7 +12,7 @@ fresh graph would.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Sequence, Tuple
+from typing import Any, Iterable, List, Sequence
 
 from ._engines import is_value
 from ._numbers import is_number, to_float
