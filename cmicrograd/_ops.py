@@ -54,6 +54,8 @@ OPS: Tuple[Op, ...] = (
     Op("detached_max", 10, "max", "detached_max", 2, False, False),
     # 1/x: log's derivative as a node, so that it can be differentiated again (grad())
     Op("reciprocal", 11, "1/x", "reciprocal", 1, True, True),
+    # the unit step, 1 where x > 0: relu's derivative as a node that a replay recomputes
+    Op("heaviside", 12, "heaviside", "heaviside", 1, False, False),
     # a fused weighted sum (src/fused.pxi): shows itself as the chain of '+' and '*'
     # nodes it stands for, and expands into it before anyone looks inside
     Op("dot", 128, "+", None, -1, False, False, kind="internal"),
@@ -84,7 +86,7 @@ def pow_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...
 
 
 def relu_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
-    return (g * float(out.data > 0),)            # float(out > 0) * g, a constant step
+    return (g * out.heaviside(),)                # float(out > 0) * g
 
 
 def tanh_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
@@ -109,6 +111,10 @@ def detached_max_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple
 
 def reciprocal_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
     return (((out * out) * -1.0) * g,)           # (-(r * r)) * g
+
+
+def heaviside_derivative(a: Any, b: Any, k: float, out: Any, g: Any) -> Tuple[Any, ...]:
+    return (None,)                               # zero wherever it exists: none passes
 
 
 def _check(ops: Tuple[Op, ...]) -> None:

@@ -97,6 +97,11 @@ cdef class Value:
         """1 / x; ZeroDivisionError for x == 0."""
         return _unary(RECIPROCAL, self, 0.0)
 
+    def heaviside(self):
+        """The unit step: 1.0 where x > 0, else 0.0 (at 0 and for nan too); passes no
+        gradient back (relu's derivative is x.relu().heaviside())."""
+        return _unary(HEAVISIDE, self, 0.0)
+
     def detached_max(self, other):
         """max(self.data, other.data) as a node that passes no gradient back (softmax
         subtracts it from the logits so that no exp overflows)."""
@@ -501,6 +506,14 @@ cdef inline double reciprocal_forward(double a, double b, double k, int* err) no
 cdef inline void reciprocal_backward(double a, double b, double k, double out, double g,
                                      double* ga, double* gb, int* err) noexcept nogil:
     ga[0] += (-(out * out)) * g          # d(1/x)/dx = -(1/x)**2
+
+
+cdef inline double heaviside_forward(double a, double b, double k, int* err) noexcept nogil:
+    return 1.0 if a > 0 else 0.0         # relu's (out > 0)
+
+cdef inline void heaviside_backward(double a, double b, double k, double out, double g,
+                                    double* ga, double* gb, int* err) noexcept nogil:
+    pass                                 # zero wherever it exists: no gradient passes
 
 
 def _forward_rule(int code, double a, double b, double k):

@@ -25,7 +25,7 @@ from cmicrograd.function import Function
 
 BINARY = ["+", "*", "-", "/"]
 WITH_CONSTANT = ["+c", "c+", "*c", "c*", "-c", "c-", "/c", "c/"]
-METHODS = ["relu", "tanh", "exp", "log", "sigmoid", "reciprocal"]  # Value methods: step op == name
+METHODS = ["relu", "tanh", "exp", "log", "sigmoid", "reciprocal", "heaviside"]  # Value methods: step op == name
 BINARY_METHODS = ["detached_max"]                     # a.op(b), or a.op(c) for a step "op c"
 UNARY = ["neg", "pow"] + METHODS
 OTHER = ["sum", "custom", "wsum"]

@@ -204,6 +204,27 @@ def test_a_derivative_graph_compiles(engine):
         assert (P.bits(value), P.bits(w.grad)) == (P.bits(fresh.data), P.bits(w2.grad))
 
 
+def test_a_compiled_relu_derivative_follows_the_sign_of_its_input(engine):
+    """relu's derivative is a node (heaviside), recomputed at every replay: the gradient
+    penalty of a relu net replays as it builds, whichever side of 0 relu's input is."""
+    V = engine.Value
+    w, x = V(0.5), V(1.0)
+    (dw,) = grad((w * x).relu(), [w], create_graph=True)     # x where w*x > 0, else 0
+    step = cmicrograd.compile(dw * dw)
+    for x0 in (1.0, -1.0, 0.0, 2.5, -0.0):
+        x.data = x0
+        w.grad = 0.0
+        value = step.forward()
+        step.backward()
+        w2, x2 = V(0.5), V(x0)
+        (dw2,) = grad((w2 * x2).relu(), [w2], create_graph=True)
+        fresh = dw2 * dw2
+        fresh.backward()
+        assert (P.bits(value), P.bits(w.grad)) == (P.bits(fresh.data), P.bits(w2.grad)), x0
+    x.data = -1.0
+    assert step.forward() == 0.0
+
+
 # ---- PyTorch float64 ------------------------------------------------------------------------
 UNARY = [("tanh", lambda v: v.tanh(), "tanh"), ("exp", lambda v: (v * 0.3).exp(), None),
          ("log", lambda v: (v * v + 0.5).log(), None), ("sigmoid", lambda v: v.sigmoid(), "sigmoid"),

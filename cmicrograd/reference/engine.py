@@ -37,10 +37,10 @@ __all__ = ["Value", "weighted_sum", "layer_forward", "zero_grad", "sgd_update", 
            "compile", "CompiledGraph"]
 
 # ---- op codes, from the op table (cmicrograd/_ops.py) --------------------------------
-LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM, DETACHED_MAX, RECIPROCAL = (
+LEAF, ADD, MUL, POW, RELU, TANH, EXP, LOG, SIGMOID, CUSTOM, DETACHED_MAX, RECIPROCAL, HEAVISIDE = (
     _ops.BY_NAME[name].code
     for name in ("leaf", "add", "mul", "pow", "relu", "tanh", "exp", "log", "sigmoid", "custom",
-                 "detached_max", "reciprocal")
+                 "detached_max", "reciprocal", "heaviside")
 )
 BINARY = frozenset(op.code for op in _ops.BUILTIN if op.arity == 2)
 
@@ -147,6 +147,14 @@ def detached_max_forward(a: float, b: float, k: float) -> float:
 
 def detached_max_backward(out: Value) -> None:
     pass  # no gradient passes
+
+
+def heaviside_forward(a: float, b: float, k: float) -> float:
+    return 1.0 if a > 0 else 0.0  # relu's (out > 0)
+
+
+def heaviside_backward(out: Value) -> None:
+    pass  # zero wherever it exists: no gradient passes
 
 
 _N_CODES = 1 + max(op.code for op in _ops.OPS if op.kind != "internal")
@@ -300,6 +308,11 @@ class Value:
     def reciprocal(self) -> Value:
         """1 / x; ZeroDivisionError for x == 0."""
         return Value._node(reciprocal_forward(self._data, 0.0, 0.0), RECIPROCAL, self, None, 0.0)
+
+    def heaviside(self) -> Value:
+        """The unit step: 1.0 where x > 0, else 0.0 (at 0 and for nan too); passes no
+        gradient back (relu's derivative is x.relu().heaviside())."""
+        return Value._node(heaviside_forward(self._data, 0.0, 0.0), HEAVISIDE, self, None, 0.0)
 
     def detached_max(self, other: Operand) -> Value:
         """max(self.data, other.data) as a node that passes no gradient back (softmax
