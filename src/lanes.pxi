@@ -133,31 +133,19 @@ cdef inline int32_t _operand_slot(Tape* t, Entry* en, int i) noexcept nogil:
 cdef LanePlan* find_lanes(Tape* t) noexcept nogil:
     """The lane plan of t (slots, entries and program rearranged for it), or NULL when
     t is not a batch of identical examples (t is then left as it was)."""
-    cdef Py_ssize_t n = t.n_slots, i, m, best_len = 0, best_start = -1, length, s, opi, attempt
+    cdef Py_ssize_t n = t.n_slots, i, m, best_len, best_start = -1, length, s, attempt
     cdef int32_t* entry_of = NULL      # per slot: the entry that makes it, or -1
-    cdef int32_t* users = NULL         # per slot: how many operand reads
     cdef int32_t* succ = NULL          # per entry: the ADD entry that continues its chain
-    cdef int32_t* owner = NULL         # per slot: the example it belongs to, -1, or -2 shared
-    cdef int32_t* stack = NULL
-    cdef int32_t* loc = NULL           # per slot: its template index (lane slots)
-    cdef int32_t* entry_owner = NULL   # per entry: the example it belongs to, or < 0
     cdef uint8_t* tried = NULL         # per entry: a chain's start already tried
     cdef LanePlan* plan = NULL
     cdef Entry* en
     if t.has_custom or t.n_entries < 2 * MIN_LANES:
         return NULL
     entry_of = <int32_t*>malloc(n * sizeof(int32_t) + 4)
-    users = <int32_t*>calloc(n + 1, sizeof(int32_t))
     succ = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
-    owner = <int32_t*>malloc(n * sizeof(int32_t) + 4)
-    loc = <int32_t*>malloc(n * sizeof(int32_t) + 4)
-    entry_owner = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
-    stack = <int32_t*>malloc((n + 1) * sizeof(int32_t) * 3)
     tried = <uint8_t*>calloc(t.n_entries + 1, 1)
-    if (entry_of == NULL or users == NULL or succ == NULL or owner == NULL or loc == NULL
-            or entry_owner == NULL or stack == NULL or tried == NULL):
-        free(entry_of); free(users); free(succ); free(owner); free(stack); free(loc); free(entry_owner)
-        free(tried)
+    if entry_of == NULL or succ == NULL or tried == NULL:
+        free(entry_of); free(succ); free(tried)
         return NULL
     try:
         for s in range(n):
@@ -167,16 +155,13 @@ cdef LanePlan* find_lanes(Tape* t) noexcept nogil:
             entry_of[en.out] = <int32_t>i
             if en.act:
                 entry_of[en.act_out] = <int32_t>i
-            nops = _n_operands(en)
-            for opi in range(nops):
-                users[_operand_slot(t, en, opi)] += 1
             succ[i] = -1
-        # the sum's chain: ADD entries each taking the previous one's result as operand a
+        # the sums' chains: ADD entries each taking the previous one's result as operand a
         for i in range(t.n_entries):
             en = &t.entries[i]
-            if en.code == ADD and entry_of[en.a] >= 0 and users[en.a] == 1:
+            if en.code == ADD and entry_of[en.a] >= 0:
                 m = entry_of[en.a]
-                if t.entries[m].code == ADD and not t.entries[m].act and en.a == t.entries[m].out:
+                if t.entries[m].code == ADD and en.a == t.entries[m].out:
                     succ[m] = <int32_t>i
         # the longest chains first: a regulariser's sum over the parameters may be longer
         # than the loss's over the examples, and is not a batch
@@ -197,32 +182,38 @@ cdef LanePlan* find_lanes(Tape* t) noexcept nogil:
             if best_len + 1 < MIN_LANES:
                 return NULL
             tried[best_start] = 1
-            plan = _try_chain(t, best_start, best_len, entry_of, users, succ, owner, loc,
-                              entry_owner, stack)
+            plan = _try_chain(t, best_start, best_len, entry_of, succ)
             if plan != NULL:
                 return plan
         return NULL
     finally:
-        free(entry_of); free(users); free(succ); free(owner); free(stack)
-        free(loc); free(entry_owner); free(tried)
+        free(entry_of); free(succ); free(tried)
 
 
-cdef LanePlan* _try_chain(Tape* t, Py_ssize_t best_start, Py_ssize_t best_len, int32_t* entry_of,
-                          int32_t* users, int32_t* succ, int32_t* owner, int32_t* loc,
-                          int32_t* entry_owner, int32_t* stack) noexcept nogil:
-    """The lane plan of the sum whose chain starts at entry best_start, or NULL."""
-    cdef Py_ssize_t n = t.n_slots, i, e, m, E = 0, K = 0, T, sp, s, opi, nops
-    cdef int32_t* roots = NULL
-    cdef int32_t slot
+# How the walk (record.pxi) lays out a sum over examples: it visits the chain's nodes
+# first, then example 0's nodes, then example 1's, ..., giving slots in visiting order:
+# each example's nodes get a block of consecutive slots starting at its root. Example 0's
+# block also holds what it reads first: the parameters. Entries come in post-order: each
+# example's block of entries ends with its root's. So for examples of one template,
+# example e's slots are example 1's shifted by (root_e - root_1), and its entries are
+# example 1's shifted by a constant too: comparing each example with example 1 costs one
+# look per operand. Example 0 is compared with example 1 by a map of slots.
+cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
+                          int32_t* entry_of, int32_t* succ) noexcept nogil:
+    """The lane plan of the sum whose chain starts at entry chain_start, or NULL."""
+    cdef Py_ssize_t n = t.n_slots, E = 0, K, S, e, i, j, k, m, opi, r1, base1
+    cdef int32_t* roots = <int32_t*>malloc((chain_len + 1) * sizeof(int32_t))
+    cdef int32_t* owner = NULL         # per slot: its example, -2 shared, -1 neither
+    cdef int32_t* loc = NULL           # per lane slot: its template index
+    cdef int32_t* entry_owner = NULL   # per entry: its example, or -1
+    cdef int32_t* map0 = NULL          # per template slot: example 0's slot
     cdef Entry* en
-    for s in range(n):
-        owner[s] = -1
-        loc[s] = -1
-    roots = <int32_t*>malloc((best_len + 1) * sizeof(int32_t))
+    cdef Entry* en1
+    cdef int32_t s, s1, delta, first
     if roots == NULL:
         return NULL
     try:
-        m = best_start
+        m = chain_start
         en = &t.entries[m]
         if t.node_of_slot[en.b] == NULL:      # sum() from a number: (t_0 + 0) + t_1 + ...
             roots[E] = en.a
@@ -235,135 +226,124 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t best_start, Py_ssize_t best_len, i
             m = succ[m]
             roots[E] = t.entries[m].b
             E += 1
-        # each example: the slots its root reaches that no other root does
-        for e in range(E):
-            slot = roots[e]
-            if entry_of[slot] < 0 or users[slot] != 1 or owner[slot] != -1:
-                return NULL
-            sp = 0
-            stack[sp] = slot
-            sp += 1
-            while sp:
-                sp -= 1
-                slot = stack[sp]
-                if owner[slot] == e or owner[slot] == -2:
-                    continue
-                owner[slot] = <int32_t>(e if owner[slot] == -1 else -2)
-                if entry_of[slot] < 0:
-                    continue
-                en = &t.entries[entry_of[slot]]
-                if en.code == CUSTOM:
-                    return NULL
-                owner[en.out] = owner[slot]
-                if en.act:
-                    owner[en.act_out] = owner[slot]
-                nops = _n_operands(en)
-                if sp + nops >= 3 * (n + 1):
-                    return NULL
-                for opi in range(nops):
-                    stack[sp] = _operand_slot(t, en, opi)
-                    sp += 1
-        for s in range(n):            # what two examples share must be a leaf
-            if owner[s] == -2 and entry_of[s] >= 0:
-                return NULL
-        # the examples' entries, all the same template
-        for i in range(t.n_entries):
-            entry_owner[i] = owner[t.entries[i].out]
-        if not _same_template(t, E, entry_owner, owner, loc, &K, &T):
+        if E < MIN_LANES:
             return NULL
+        # the blocks: S slots from each root (e >= 1), K entries ending at each root's
+        S = roots[2] - roots[1]
+        if S <= 0:
+            return NULL
+        for e in range(E):
+            if entry_of[roots[e]] < 0 or (e >= 1 and roots[e] != roots[1] + (e - 1) * S):
+                return NULL
+        base1 = roots[1]
+        r1 = entry_of[roots[1]]
+        K = 0
+        while r1 - K >= 0 and base1 <= t.entries[r1 - K].out < base1 + S:
+            K += 1
+        owner = <int32_t*>malloc(n * sizeof(int32_t) + 4)
+        loc = <int32_t*>malloc(n * sizeof(int32_t) + 4)
+        entry_owner = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
+        map0 = <int32_t*>malloc(S * sizeof(int32_t) + 4)
+        if owner == NULL or loc == NULL or entry_owner == NULL or map0 == NULL:
+            return NULL
+        for i in range(n):
+            owner[i] = -1
+            loc[i] = -1
+        for i in range(t.n_entries):
+            entry_owner[i] = -1
+        for k in range(S):
+            map0[k] = -1
+        for e in range(E):
+            first = entry_of[roots[e]] - <int32_t>K + 1
+            if first < 0:
+                return NULL
+            for i in range(first, first + K):
+                if entry_owner[i] >= 0:
+                    return NULL                    # blocks overlap
+                entry_owner[i] = <int32_t>e
+            if first > 0:                          # the entry before must not be the example's
+                s = t.entries[first - 1].out
+                if (e >= 1 and roots[e] <= s < roots[e] + S) or (e == 0 and roots[0] <= s < roots[1]):
+                    return NULL
+        for e in range(1, E):                 # every slot of a block is its example's
+            for i in range(roots[e], roots[e] + S):
+                owner[i] = <int32_t>e
+                loc[i] = <int32_t>(i - roots[e])
+        # example e >= 2 against example 1, operand by operand
+        for e in range(2, E):
+            delta = roots[e] - roots[1]
+            m = entry_of[roots[e]] - entry_of[roots[1]]
+            for k in range(entry_of[roots[1]] - K + 1, entry_of[roots[1]] + 1):
+                en1 = &t.entries[k]
+                en = &t.entries[k + m]
+                if not _same_op(en, en1) or en.out != en1.out + delta or (
+                        en.act and en.act_out != en1.act_out + delta):
+                    return NULL
+                if not _same_slot(en.a, en1.a, delta, base1, S):
+                    return NULL
+                if en.code == DOT:
+                    for j in range(en.n):
+                        if not (_same_slot(t.tw[en.b + j], t.tw[en1.b + j], delta, base1, S)
+                                and _same_slot(t.tx[en.b + j], t.tx[en1.b + j], delta, base1, S)):
+                            return NULL
+                elif not _same_slot(en.b, en1.b, delta, base1, S):
+                    return NULL
+        # example 0 against example 1: its slots by a map; what example 1 reads outside
+        # its block must be a leaf example 0 reads at the same place (shared)
+        m = entry_of[roots[0]] - entry_of[roots[1]]
+        for k in range(entry_of[roots[1]] - K + 1, entry_of[roots[1]] + 1):
+            en1 = &t.entries[k]
+            en = &t.entries[k + m]
+            if not _same_op(en, en1):
+                return NULL
+            for opi in range(_n_operands(en) + 1 + (en.act != 0)):
+                if opi < _n_operands(en):
+                    s = _operand_slot(t, en, opi)
+                    s1 = _operand_slot(t, en1, opi)
+                elif opi == _n_operands(en):
+                    s, s1 = en.out, en1.out
+                else:
+                    s, s1 = en.act_out, en1.act_out
+                if base1 <= s1 < base1 + S:        # a template slot: example 0's copy
+                    if map0[s1 - base1] < 0:
+                        if owner[s] != -1 or not (roots[0] <= s < roots[1]):
+                            return NULL
+                        map0[s1 - base1] = s
+                        owner[s] = 0
+                        loc[s] = <int32_t>(s1 - base1)
+                    elif map0[s1 - base1] != s:
+                        return NULL
+                else:                              # shared: the same leaf in every example
+                    if s != s1 or entry_of[s] >= 0 or owner[s] >= 0:
+                        return NULL
+                    owner[s] = -2
+        for k in range(S):
+            if map0[k] < 0:
+                return NULL                        # example 0 lacks a slot of the template
         # outside the examples, only the sum's chain may read an example's slot: its root
         for i in range(t.n_entries):
             if entry_owner[i] >= 0:
                 continue
             en = &t.entries[i]
             for opi in range(_n_operands(en)):
-                slot = _operand_slot(t, en, opi)
-                if owner[slot] >= 0 and slot != roots[owner[slot]]:
+                s = _operand_slot(t, en, opi)
+                if owner[s] >= 0 and s != roots[owner[s]]:
                     return NULL
-        return _lay_out(t, E, K, T, entry_owner, owner, loc, entry_of)
+        return _lay_out(t, E, K, S, entry_owner, owner, loc, entry_of)
     finally:
-        free(roots)
+        free(roots); free(owner); free(loc); free(entry_owner); free(map0)
 
 
-cdef bint _same_template(Tape* t, Py_ssize_t E, int32_t* entry_owner, int32_t* owner,
-                         int32_t* loc, Py_ssize_t* K_out, Py_ssize_t* T_out) noexcept nogil:
-    """Whether every example's entries are example 0's template: the same ops with the
-    same shared leaves and the same local structure. Fills loc (each lane slot's
-    template index), K (entries per example) and T (template slots)."""
-    cdef Py_ssize_t i, e, K = -1, count, T = -1, next_loc, opi, pos
-    cdef Py_ssize_t* first = <Py_ssize_t*>malloc(E * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* cursor = <Py_ssize_t*>malloc(E * sizeof(Py_ssize_t))
-    cdef Py_ssize_t* nloc = <Py_ssize_t*>calloc(E, sizeof(Py_ssize_t))
-    cdef Entry* en
-    cdef Entry* en0
-    cdef int32_t s, s0
+cdef inline bint _same_slot(int32_t s, int32_t s1, int32_t delta, Py_ssize_t base1,
+                            Py_ssize_t S) noexcept nogil:
+    """Whether an example reads s where example 1 reads s1: its own copy of a template
+    slot (delta on), or the same shared slot."""
+    return s == (s1 + delta if base1 <= s1 < base1 + S else s1)
 
-    K_out[0] = T_out[0] = -1
-    if first == NULL or cursor == NULL or nloc == NULL:
-        free(first); free(cursor); free(nloc)
-        return False
-    try:
-        for e in range(E):
-            first[e] = -1
-        # each example's entries, counted; they must be as many as example 0's
-        for i in range(t.n_entries):
-            e = entry_owner[i]
-            if e >= 0 and first[e] < 0:
-                first[e] = i
-        for e in range(E):
-            count = 0
-            for i in range(first[e], t.n_entries):
-                count += entry_owner[i] == e
-            if K < 0:
-                K = count
-            elif count != K:
-                return False
-        # walk every example's entries side by side with example 0's
-        for e in range(E):
-            cursor[e] = first[e]
-        for pos in range(K):
-            for e in range(E):
-                while entry_owner[cursor[e]] != e:
-                    cursor[e] += 1
-            en0 = &t.entries[cursor[0]]
-            for e in range(E):
-                en = &t.entries[cursor[e]]
-                if (en.code != en0.code or en.act != en0.act or en.n != en0.n
-                        or (en.code == POW and en.k != en0.k)):
-                    return False
-                for opi in range(_n_operands(en) + 1 + (en.act != 0)):
-                    if opi < _n_operands(en):
-                        s = _operand_slot(t, en, opi)
-                        s0 = _operand_slot(t, en0, opi)
-                    elif opi == _n_operands(en):
-                        s, s0 = en.out, en0.out
-                    else:
-                        s, s0 = en.act_out, en0.act_out
-                    if owner[s0] == -2 or owner[s0] == -1:      # shared (or outside): the same slot
-                        if s != s0:
-                            return False
-                        continue
-                    if owner[s] != e:
-                        return False
-                    if loc[s0] < 0:                               # example 0 names it first
-                        loc[s0] = <int32_t>nloc[0]
-                        nloc[0] += 1
-                    if loc[s] < 0 and e > 0:
-                        loc[s] = <int32_t>nloc[e]
-                        nloc[e] += 1
-                    if loc[s] != loc[s0]:
-                        return False
-            for e in range(E):
-                cursor[e] += 1
-        T = nloc[0]
-        for e in range(E):
-            if nloc[e] != T and e > 0:
-                return False
-        K_out[0] = K
-        T_out[0] = T
-        return True
-    finally:
-        free(first); free(cursor); free(nloc)
+
+cdef inline bint _same_op(Entry* en, Entry* en1) noexcept nogil:
+    return (en.code == en1.code and en.act == en1.act and en.n == en1.n
+            and (en.code != POW or en.k == en1.k))
 
 
 cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32_t* entry_owner,
@@ -379,7 +359,7 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
     cdef int32_t* template_of = NULL    # per entry of an example: its template position
     cdef uint8_t* needs_lanes = NULL    # per entry outside the examples: reads their results
     cdef uint8_t* shared_read = NULL    # per slot: a shared slot the template reads
-    cdef Entry* entries = NULL
+    cdef int32_t* count = NULL          # per example: its entries or items so far
     cdef LanePlan* plan = NULL
     cdef Entry* en
     cdef int32_t s
@@ -390,21 +370,20 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
     template_of = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
     needs_lanes = <uint8_t*>calloc(t.n_entries + 1, 1)
     shared_read = <uint8_t*>calloc(n + 1, 1)
-    entries = <Entry*>malloc(t.n_entries * sizeof(Entry) + 1)
+    count = <int32_t*>calloc(E, sizeof(int32_t))
     plan = <LanePlan*>calloc(1, sizeof(LanePlan))
     if (new_slot == NULL or new_entry == NULL or template_of == NULL or needs_lanes == NULL
-            or shared_read == NULL or entries == NULL or plan == NULL):
+            or shared_read == NULL or count == NULL or plan == NULL):
         free(new_slot); free(new_entry); free(template_of); free(needs_lanes); free(shared_read)
-        free(entries); free(plan)
+        free(count); free(plan)
         return NULL
     try:
         # template positions, and what the template reads that is shared (once per example)
-        for e in range(E):
-            k = 0
-            for i in range(t.n_entries):
-                if entry_owner[i] == e:
-                    template_of[i] = <int32_t>k
-                    k += 1
+        for i in range(t.n_entries):
+            e = entry_owner[i]
+            if e >= 0:
+                template_of[i] = count[e]
+                count[e] += 1
         for i in range(t.n_entries):
             if entry_owner[i] != 0:
                 continue
@@ -472,7 +451,7 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         plan.gp_at = K * E
         plan.rows_at = 2 * K * E
         plan.scratch_at = plan.rows_at + n_rows * E
-        plan.buf = <double*>calloc(plan.scratch_at + 2 * E, sizeof(double))
+        plan.buf = <double*>malloc((plan.scratch_at + 2 * E) * sizeof(double))   # (written before read)
         plan.chain = <BwItem*>malloc(n_chain * sizeof(BwItem) + 1)
         if plan.items == NULL or plan.ops == NULL or plan.terms == NULL or plan.jobs == NULL \
                 or plan.buf == NULL or plan.chain == NULL:
@@ -486,17 +465,19 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                 plan.items[pos].hi = t.program[p].hi
                 plan.items[pos].lo = t.program[p].lo
                 pos += 1
+        memset(count, 0, E * sizeof(int32_t))
+        for p in range(first_lane, last_lane + 1):
+            i = t.program[p].entry
+            e = entry_owner[i]
+            if e <= 0:
+                continue
+            pos = count[e]
+            count[e] += 1
+            if (pos >= n_items or plan.items[pos].op != template_of[i]
+                    or plan.items[pos].hi != t.program[p].hi or plan.items[pos].lo != t.program[p].lo):
+                return NULL
         for e in range(1, E):
-            pos = 0
-            for p in range(first_lane, last_lane + 1):
-                i = t.program[p].entry
-                if entry_owner[i] != e:
-                    continue
-                if (pos >= n_items or plan.items[pos].op != template_of[i]
-                        or plan.items[pos].hi != t.program[p].hi or plan.items[pos].lo != t.program[p].lo):
-                    return NULL
-                pos += 1
-            if pos != n_items:
+            if count[e] != n_items:
                 return NULL
         # every check passed: from here on, t changes
         plan.E = E
@@ -536,19 +517,15 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                 new_entry[i] = <int32_t>pos
                 pos += 1
         plan.entry_start = pos
-        for e in range(E):
-            for i in range(t.n_entries):
-                if entry_owner[i] == e:
-                    new_entry[i] = <int32_t>(plan.entry_start + e * K + template_of[i])
+        for i in range(t.n_entries):
+            if entry_owner[i] >= 0:
+                new_entry[i] = <int32_t>(plan.entry_start + entry_owner[i] * K + template_of[i])
         pos = plan.entry_start + E * K
         plan.entry_stop = pos
         for i in range(t.n_entries):
             if entry_owner[i] < 0 and needs_lanes[i]:
                 new_entry[i] = <int32_t>pos
                 pos += 1
-        for i in range(t.n_entries):
-            entries[new_entry[i]] = t.entries[i]
-        memcpy(t.entries, entries, t.n_entries * sizeof(Entry))
         # the program keeps its order (the scalar replay stops where micrograd would if a
         # rule raises); the lane backward runs the chain's items from a copy
         plan.prog_start = first_lane
@@ -562,15 +539,35 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                 pos += 1
         for p in range(t.n_program):
             t.program[p].entry = new_entry[t.program[p].entry]
+        _permute_entries(t, new_entry)
         _renumber_slots(t, new_slot)
         _describe_template(plan, t, T * E)
         ok = True
         return plan
     finally:
         free(new_slot); free(new_entry); free(template_of); free(needs_lanes); free(shared_read)
-        free(entries)
+        free(count)
         if not ok:
             lanes_free(plan)
+
+
+cdef void _permute_entries(Tape* t, int32_t* new) noexcept nogil:
+    """Move entry i to new[i], in place, following the permutation's cycles (new is
+    left marked)."""
+    cdef Py_ssize_t start, k, i
+    cdef Entry moving, displaced
+    for start in range(t.n_entries):
+        if new[start] < 0:
+            continue
+        moving = t.entries[start]
+        k = start
+        while new[k] >= 0:
+            i = new[k]
+            new[k] = -1 - new[k]
+            displaced = t.entries[i]
+            t.entries[i] = moving
+            moving = displaced
+            k = i
 
 
 cdef void _describe_template(LanePlan* plan, Tape* t, Py_ssize_t lane_slots) noexcept nogil:
