@@ -100,6 +100,7 @@ cdef struct LanePlan:
     # rows of plain ops' shared operands, two scratch vectors (a shared operand spread)
     double* buf
     Py_ssize_t gp_at, rows_at, scratch_at
+    bint g1_pending            # G1 holds the last backward's fused-sum grads, dot_g1 not yet
 
 
 cdef void lanes_free(LanePlan* plan) noexcept nogil:
@@ -780,10 +781,8 @@ cdef void _lanes_backward(LanePlan* p, double* D, double* G, double* dot_g1, Py_
                         backward_rule(op.act, D[op.out.slot + e0 + e], 0.0, 0.0,
                                       D[op.act_out.slot + e0 + e], G[op.act_out.slot + e0 + e],
                                       &g[e], NULL, err)
-                cm_lk.copy(g1, g, n)
+                cm_lk.copy(g1, g, n)        # (dot_g1's, when asked: lanes_flush_g1)
                 cm_lk.plus0(gp, g, n)
-                for e in range(n):
-                    dot_g1[p.entry_start + (e0 + e) * p.n_ops + item.op] = g[e]
             for j in range(item.hi, item.lo - 1, -1):
                 term = &p.terms[op.term + j]
                 if j == 0 and op.a.kind == LANE:
@@ -898,6 +897,21 @@ cdef bint lanes_would_raise(LanePlan* p, double* D) noexcept nogil:
         if err:
             return True
     return False
+
+
+cdef void lanes_flush_g1(Tape* t) noexcept nogil:
+    """Copy the examples' fused-sum grads of the last lane backward into dot_g1 (which
+    the write-back and full mode read; the lanes keep them per template DOT, lane by
+    lane, and copy them only when asked)."""
+    cdef LanePlan* p = t.lanes
+    cdef Py_ssize_t k, e
+    if p == NULL or not p.g1_pending:
+        return
+    for e in range(p.E):
+        for k in range(p.n_ops):
+            if p.ops[k].code == DOT:
+                t.dot_g1[p.entry_start + e * p.n_ops + k] = p.buf[k * p.E + e]
+    p.g1_pending = False
 
 
 cdef void lanes_spell_out(LanePlan* p, Tape* t) noexcept nogil:

@@ -253,6 +253,7 @@ cdef class CompiledGraph:
         cdef Py_ssize_t i, e
         cdef Entry* en
         cdef Node* node
+        lanes_flush_g1(&self.t)
         for i in range(self.t.n_slots):
             if self.t.hidden[i]:
                 self.t.node_of_slot[i].data = self.t.D[i]
@@ -447,6 +448,8 @@ cdef class CompiledGraph:
         t.G[t.out_slot] = 1.0
         self.running = True
         try:
+            if not lanes:
+                lanes_flush_g1(t)          # (a scalar backward updates dot_g1 itself)
             if t.has_custom:
                 failed = self._backward_items(&err)
             elif lanes:
@@ -503,6 +506,7 @@ cdef class CompiledGraph:
         cdef Entry* en
         cdef double gp
         self._alloc_full()
+        lanes_flush_g1(&self.t)
         for e in range(self.t.n_entries):
             en = &self.t.entries[e]
             if en.code == DOT:
@@ -733,7 +737,9 @@ cdef Py_ssize_t _backward_with_lanes(Tape* t, bint full, int threads, int* err) 
                   t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, full, err)   # (cannot raise)
     lanes_run(p, BACKWARD_LANES, t.D, t.G, t.dot_g1, threads)            # (nor these)
     lanes_run(p, REDUCE, t.D, t.G, t.dot_g1, threads)
+    p.g1_pending = True
     if full:
+        lanes_flush_g1(t)
         lanes_spell_out(p, t)
     return _backward_run(t.D, t.G, t.entries, t.program, p.prog_stop, t.n_program,
                          t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, full, err)
