@@ -52,7 +52,8 @@ include "fused.pxi"        # fused weighted sums: a neuron's chain as one node
 include "nn_helpers.pxi"   # the nn library's loops in C: weighted_sum, layer_forward, ...
 include "pickle.pxi"       # pickling a graph of any depth as flat arrays
 include "record.pxi"       # recording a graph for replay
-include "lanes.pxi"        # a batch of identical examples replayed side by side, on many cores
+include "lanes.pxi"        # finding a batch of identical examples in a recording
+include "lane_replay.pxi"  # replaying them side by side, one per SIMD lane, on many cores
 include "replay.pxi"       # CompiledGraph: replaying a recording in C
 
 init_value_type()

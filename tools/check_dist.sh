@@ -57,7 +57,7 @@ done_step "python -m build + twine check"
 step "sdist contents"
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' | grep -v -e '/$' -e '^$' | sort > "$WORK/sdist.txt"
 required="setup.py pyproject.toml README.md LICENSE MANIFEST.in
-          src/_engine.pyx src/value.pxi src/graph.pxi src/node.pxi src/value_alloc.h src/lanes.pxi src/lanes.h src/lane_kernels.h cmicrograd/_ops.py tests/conftest.py"
+          src/_engine.pyx src/value.pxi src/graph.pxi src/node.pxi src/value_alloc.h src/lanes.pxi src/lane_replay.pxi src/lanes.h src/lane_kernels.h cmicrograd/_ops.py tests/conftest.py"
 # every tracked source, test and benchmark file must ship, so that a wheel builds and
 # the suite (which runs the README's examples and the benchmark) runs from the sdist
 if git rev-parse --git-dir > /dev/null 2>&1; then

@@ -1,0 +1,308 @@
+# Replaying lanes: the examples found by lanes.pxi, side by side.
+#
+# Forward runs every template op over a block of lanes (examples); backward runs every
+# template backward item over them, then adds each shared slot's contributions (a
+# parameter's grad) from the last example to the first (lane_kernels.h's reduce). Both
+# split the lanes, and the reduction its jobs, between threads (lanes.h's pool): every
+# lane and every job is computed by one thread, the same way for any number of them.
+# replay.pxi calls lanes_run around the scalar parts before and after the examples.
+
+cdef struct LaneTask:          # one lane replay phase, split between threads
+    LanePlan* plan
+    double* D
+    double* G
+    double* dot_g1
+    int phase                  # FORWARD_LANES, BACKWARD_LANES or REDUCE
+    int err[64]                # per part: an error (forward, backward rules)
+
+cdef enum:
+    FORWARD_LANES = 0
+    BACKWARD_LANES = 1
+    REDUCE = 2
+
+
+cdef inline double* _lanes_of(LanePlan* p, double* D, LaneRef r, Py_ssize_t e0, Py_ssize_t n,
+                              int which) noexcept nogil:
+    """Lanes e0.. of an operand: its vector, or a shared operand spread into scratch."""
+    cdef double* v
+    if r.kind == LANE:
+        return D + r.slot + e0
+    v = p.buf + p.scratch_at + which * p.E + e0
+    cm_lk.fill(v, D[r.slot], n)
+    return v
+
+
+cdef void _lanes_forward(LanePlan* p, double* D, double* G, Py_ssize_t e0, Py_ssize_t e1,
+                         int* err) noexcept nogil:
+    """Every template op over lanes e0..e1-1, in the template's order: each lane computes
+    what the scalar forward computes for its example."""
+    cdef Py_ssize_t n = e1 - e0, k, j, e, i
+    cdef double w4[4]
+    cdef LaneOp* op
+    cdef LaneTerm* term
+    cdef double* o
+    cdef double* a
+    cdef double* b
+    cdef double* w
+    for k in range(p.n_ops):
+        op = &p.ops[k]
+        o = D + op.out.slot + e0
+        if op.code == DOT:
+            if op.a.kind == LANE:
+                cm_lk.copy(o, D + op.a.slot + e0, n)
+            else:
+                cm_lk.fill(o, D[op.a.slot], n)
+            j = 0
+            while j < op.n:                  # s = s + w * x, term by term
+                term = &p.terms[op.term + j]
+                if j + 4 <= op.n and _four_shared_weights(term):
+                    for i in range(4):
+                        w4[i] = D[term[i].w.slot]
+                    cm_lk.dot4_sl(o, w4, D + term[0].x.slot + e0, D + term[1].x.slot + e0,
+                                  D + term[2].x.slot + e0, D + term[3].x.slot + e0, n)
+                    j += 4
+                    continue
+                j += 1
+                if term.w.kind == SHARED and term.x.kind == LANE:
+                    cm_lk.dot_sl(o, D[term.w.slot], D + term.x.slot + e0, n)
+                elif term.w.kind == LANE and term.x.kind == LANE:
+                    cm_lk.dot_ll(o, D + term.w.slot + e0, D + term.x.slot + e0, n)
+                elif term.w.kind == LANE:
+                    cm_lk.dot_ls(o, D + term.w.slot + e0, D[term.x.slot], n)
+                else:
+                    w = _lanes_of(p, D, term.w, e0, n, 0)
+                    cm_lk.dot_ls(o, w, D[term.x.slot], n)
+            cm_lk.fill(G + op.out.slot + e0, 0.0, n)
+            if op.act:
+                a = D + op.act_out.slot + e0
+                if op.act == RELU:
+                    cm_lk.relu(a, o, n)
+                else:
+                    for e in range(n):
+                        a[e] = forward_rule(op.act, o[e], 0.0, 0.0, err)
+                cm_lk.fill(G + op.act_out.slot + e0, 0.0, n)
+        else:
+            a = _lanes_of(p, D, op.a, e0, n, 0)
+            b = _lanes_of(p, D, op.b, e0, n, 1) if binary_op(op.code) else a
+            if op.code == ADD:
+                cm_lk.add(o, a, b, n)
+            elif op.code == MUL:
+                cm_lk.mul(o, a, b, n)
+            elif op.code == RELU:
+                cm_lk.relu(o, a, n)
+            else:
+                for e in range(n):
+                    o[e] = forward_rule(op.code, a[e], b[e], op.k, err)
+            cm_lk.fill(G + op.out.slot + e0, 0.0, n)
+        if err[0]:
+            return
+
+
+cdef inline bint _four_shared_weights(LaneTerm* term) noexcept nogil:
+    return (term[0].w.kind == SHARED and term[0].x.kind == LANE and term[1].w.kind == SHARED
+            and term[1].x.kind == LANE and term[2].w.kind == SHARED and term[2].x.kind == LANE
+            and term[3].w.kind == SHARED and term[3].x.kind == LANE)
+
+
+cdef void _lanes_backward(LanePlan* p, double* D, double* G, double* dot_g1, Py_ssize_t e0,
+                          Py_ssize_t e1, int* err) noexcept nogil:
+    """Every template backward item over lanes e0..e1-1, in the template's order: the
+    first backward since a forward (fast mode, replay.pxi), what the scalar
+    _backward_run does for each example, except that a shared operand's grad is left
+    for _lanes_reduce (a fused sum's: from GP; a plain op's: added into its row)."""
+    cdef Py_ssize_t n = e1 - e0, i, j, e, E = p.E
+    cdef LaneItem* item
+    cdef LaneOp* op
+    cdef LaneTerm* term
+    cdef double* g
+    cdef double* g1
+    cdef double* gp
+    cdef double* a
+    cdef double* b
+    cdef double* ga
+    cdef double* gb
+    cdef double dummy
+    for i in range(p.n_items):
+        item = &p.items[i]
+        op = &p.ops[item.op]
+        g = G + op.out.slot + e0
+        if op.code == DOT:
+            g1 = p.buf + item.op * E + e0
+            gp = p.buf + p.gp_at + item.op * E + e0
+            if item.hi == op.n - 1:         # the first item: the activation, then g
+                if op.act == RELU:
+                    cm_lk.relu_bw(g, D + op.act_out.slot + e0, G + op.act_out.slot + e0, n)
+                elif op.act:
+                    for e in range(n):
+                        backward_rule(op.act, D[op.out.slot + e0 + e], 0.0, 0.0,
+                                      D[op.act_out.slot + e0 + e], G[op.act_out.slot + e0 + e],
+                                      &g[e], NULL, err)
+                cm_lk.copy(g1, g, n)        # (dot_g1's, when asked: lanes_flush_g1)
+                cm_lk.plus0(gp, g, n)
+            for j in range(item.hi, item.lo - 1, -1):
+                term = &p.terms[op.term + j]
+                if j == 0 and op.a.kind == LANE:
+                    cm_lk.acc(G + op.a.slot + e0, g1 if op.n == 1 else gp, n)
+                if term.w.kind == LANE:      # G[w] += D[x] * gp
+                    if term.x.kind == LANE:
+                        cm_lk.axpy_ll(G + term.w.slot + e0, D + term.x.slot + e0, gp, n)
+                    else:
+                        cm_lk.axpy_sl(G + term.w.slot + e0, D[term.x.slot], gp, n)
+                if term.x.kind == LANE:      # G[x] += D[w] * gp
+                    if term.w.kind == LANE:
+                        cm_lk.axpy_ll(G + term.x.slot + e0, D + term.w.slot + e0, gp, n)
+                    else:
+                        cm_lk.axpy_sl(G + term.x.slot + e0, D[term.w.slot], gp, n)
+            continue
+        a = _lanes_of(p, D, op.a, e0, n, 0)
+        b = _lanes_of(p, D, op.b, e0, n, 1) if binary_op(op.code) else a
+        ga = G + op.a.slot + e0
+        if op.ra >= 0:
+            ga = p.buf + p.rows_at + op.ra * E + e0
+            cm_lk.fill(ga, -0.0, n)           # -0.0 + x is x, bit for bit
+        gb = G + op.b.slot + e0
+        if op.rb >= 0:
+            gb = p.buf + p.rows_at + op.rb * E + e0
+            cm_lk.fill(gb, -0.0, n)
+        if op.code == ADD:
+            cm_lk.acc(ga, g, n)
+            cm_lk.acc(gb, g, n)
+        elif op.code == MUL:                  # ga += b * g; gb += a * g
+            cm_lk.axpy_ll(ga, b, g, n)
+            cm_lk.axpy_ll(gb, a, g, n)
+        elif op.code == RELU:
+            cm_lk.relu_bw(ga, D + op.out.slot + e0, g, n)
+        else:
+            for e in range(n):
+                backward_rule(op.code, a[e], b[e], op.k, D[op.out.slot + e0 + e], g[e], &ga[e],
+                              &gb[e] if binary_op(op.code) else &dummy, err)
+            if err[0]:
+                return
+
+
+cdef void _lanes_task(void* arg, int part, int nparts) noexcept nogil:
+    """One thread's part of a phase: a block of lanes, or of the reduction's jobs."""
+    cdef LaneTask* task = <LaneTask*>arg
+    cdef LanePlan* p = task.plan
+    cdef Py_ssize_t lo, hi, blocks
+    task.err[part] = 0
+    if task.phase == REDUCE:
+        lo = _split(p.n_jobs, part, nparts)
+        hi = _split(p.n_jobs, part + 1, nparts)
+        cm_lk.reduce(task.G, task.D, p.jobs + lo, hi - lo, p.buf, p.E)
+        return
+    lo = _split(p.E, part, nparts)
+    hi = _split(p.E, part + 1, nparts)
+    if hi <= lo:
+        return
+    if task.phase == FORWARD_LANES:
+        _lanes_forward(p, task.D, task.G, lo, hi, &task.err[part])
+    else:
+        _lanes_backward(p, task.D, task.G, task.dot_g1, lo, hi, &task.err[part])
+
+
+cdef inline Py_ssize_t _split(Py_ssize_t n, int part, int nparts) noexcept nogil:
+    """Where part `part` of nparts begins in 0..n: at multiples of LANE_BLOCK (vectors
+    stay aligned, each thread's lanes on their own cache lines)."""
+    cdef Py_ssize_t blocks = (n + LANE_BLOCK - 1) // LANE_BLOCK
+    if part >= nparts:
+        return n
+    return min(n, (blocks * part // nparts) * LANE_BLOCK)
+
+
+cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
+                   int threads) noexcept nogil:
+    """Run a phase on `threads` threads (fewer if the lanes are few); returns nonzero if
+    a lane's rule failed. Every split gives the same bits: the lanes are independent,
+    and each shared grad is one job's, whatever thread runs it."""
+    cdef LaneTask task
+    cdef int i, parts, failed = 0
+    cdef Py_ssize_t work = p.n_jobs if phase == REDUCE else (p.E + LANE_BLOCK - 1) // LANE_BLOCK
+    parts = <int>min(<Py_ssize_t>min(threads, 64), max(work, 1))
+    task.plan = p
+    task.D = D
+    task.G = G
+    task.dot_g1 = dot_g1
+    task.phase = phase
+    cm_pool_run(_lanes_task, &task, parts)
+    for i in range(parts):
+        failed |= task.err[i]
+    return failed
+
+
+cdef bint lanes_would_raise(LanePlan* p, double* D) noexcept nogil:
+    """Whether a template backward rule would raise in some lane (whether one raises
+    depends on the data only: see cmicrograd/_ops.py). Then the scalar replay runs
+    instead, and stops where micrograd would."""
+    cdef Py_ssize_t k, e
+    cdef LaneOp* op
+    cdef double ga, gb
+    cdef int err = 0
+    for k in range(p.n_ops):
+        op = &p.ops[k]
+        if op.code == DOT:
+            if op.act and backward_can_raise(op.act):
+                for e in range(p.E):
+                    backward_rule(op.act, D[op.out.slot + e], 0.0, 0.0, D[op.act_out.slot + e], 1.0,
+                                  &ga, &gb, &err)
+        elif backward_can_raise(op.code):
+            for e in range(p.E):
+                backward_rule(op.code, D[op.a.slot + (e if op.a.kind == LANE else 0)],
+                              D[op.b.slot + (e if op.b.kind == LANE else 0)], op.k,
+                              D[op.out.slot + e], 1.0, &ga, &gb, &err)
+        if err:
+            return True
+    return False
+
+
+cdef void lanes_flush_g1(Tape* t) noexcept nogil:
+    """Copy the examples' fused-sum grads of the last lane backward into dot_g1 (which
+    the write-back and full mode read; the lanes keep them per template DOT, lane by
+    lane, and copy them only when asked)."""
+    cdef LanePlan* p = t.lanes
+    cdef Py_ssize_t k, e
+    if p == NULL or not p.g1_pending:
+        return
+    for e in range(p.E):
+        for k in range(p.n_ops):
+            if p.ops[k].code == DOT:
+                t.dot_g1[p.entry_start + e * p.n_ops + k] = p.buf[k * p.E + e]
+    p.g1_pending = False
+
+
+cdef void lanes_spell_out(LanePlan* p, Tape* t) noexcept nogil:
+    """After a lane backward in full mode (replay.pxi): the fused sums' intermediate
+    grads, as the scalar full-mode backward leaves them from zero: 0.0 + g for every
+    product and every partial sum but the last."""
+    cdef Py_ssize_t i, j
+    cdef Entry* en
+    cdef double gp
+    for i in range(p.entry_start, p.entry_stop):
+        en = &t.entries[i]
+        if en.code != DOT:
+            continue
+        gp = 0.0 + t.dot_g1[i]
+        for j in range(en.n):
+            t.mgrad[en.b + j] = gp
+            if j < en.n - 1:
+                t.sgrad[en.b + j] = gp
+
+
+cdef str LANE_KERNELS = "baseline"    # the instruction set the lane loops use (avx2, baseline)
+
+
+cdef int init_lanes() except -1:
+    """At import: the worker pool's lock, and the lane loops for this CPU (AVX2 unless
+    CMICROGRAD_SIMD=0 asks for the baseline ones)."""
+    global LANE_KERNELS
+    from cmicrograd._flags import flag_off, SIMD
+
+    if cm_pool_init() < 0:
+        raise MemoryError("cannot make a lock")
+    LANE_KERNELS = cm_lanes_select(0 if flag_off(SIMD) else 1).decode()
+    return 0
+
+
+def _lane_kernels():
+    """The instruction set of the lane loops: 'avx2' or 'baseline' (for tests)."""
+    return LANE_KERNELS
