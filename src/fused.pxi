@@ -154,7 +154,7 @@ cdef int composite_expand(Value node) except -1:
     cdef DotBuffer* buf
     cdef Py_ssize_t j, n
     cdef Value m, acc
-    reveal(&node.n)  # a compiled graph may hold newer values for the buffer
+    reveal_to_change(&node.n)  # a compiled graph may hold newer values for the buffer
     buf = _dot_buffer(&node.n)
     n = buf.n
     acc = _value(node.n.a)

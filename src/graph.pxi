@@ -8,7 +8,8 @@
 #
 # This is the core's only contact with the parts built on it (see _engine.pyx):
 #   composite_push_steps, composite_backward_step  -- fused sums, in fused.pxi
-#   any_recorded, reveal, reveal_hidden, reveal_hidden_in -- compiled graphs, in replay.pxi
+#   any_recorded, reveal, reveal_hidden, reveal_hidden_in, reveal_to_change
+#                                                   -- compiled graphs, in replay.pxi
 
 # ---- tags on entries of the sort's stack and order -------------------------------------
 # A Node* is 8-byte aligned, which leaves three low bits. On the stack, CHILDREN_DONE

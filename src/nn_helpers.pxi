@@ -97,7 +97,16 @@ cdef inline Node* _param(object p) except NULL:
     return &(<Value>p).n
 
 
-def sgd_kernel(params, array buf, double lr, double momentum, double dampening,
+cdef int _check_buffer(array buf, Py_ssize_t n, str what) except -1:
+    """buf must hold at least n doubles: the kernels write 8-byte floats into it."""
+    if buf.typecode != "d":
+        raise TypeError(f"{what} must be an array('d'), not array({buf.typecode!r})")
+    if len(buf) < n:
+        raise ValueError(f"{what} is shorter than the parameter list")
+    return 0
+
+
+def sgd_kernel(params, array buf not None, double lr, double momentum, double dampening,
                double weight_decay, bint nesterov, bint first):
     """One SGD step over params (see cmicrograd.optim._sgd_kernel)."""
     cdef double keep = 1.0 - dampening
@@ -105,8 +114,7 @@ def sgd_kernel(params, array buf, double lr, double momentum, double dampening,
     cdef double* m = buf.data.as_doubles
     cdef Py_ssize_t i = 0
     cdef Node* p
-    if len(buf) < len(params):
-        raise ValueError("the momentum buffer is shorter than the parameter list")
+    _check_buffer(buf, len(params), "the momentum buffer")
     for item in params:
         p = _param(item)
         g = p.grad
@@ -120,7 +128,7 @@ def sgd_kernel(params, array buf, double lr, double momentum, double dampening,
         i += 1
 
 
-def adam_kernel(params, array exp_avg, array exp_avg_sq, double beta1, double beta2,
+def adam_kernel(params, array exp_avg not None, array exp_avg_sq not None, double beta1, double beta2,
                 double eps, double step_size, double bc2_sqrt, double grad_decay,
                 double param_scale):
     """One Adam / AdamW step over params (see cmicrograd.optim._adam_kernel)."""
@@ -131,8 +139,8 @@ def adam_kernel(params, array exp_avg, array exp_avg_sq, double beta1, double be
     cdef double* v = exp_avg_sq.data.as_doubles
     cdef Py_ssize_t i = 0
     cdef Node* p
-    if len(exp_avg) < len(params) or len(exp_avg_sq) < len(params):
-        raise ValueError("the moment buffers are shorter than the parameter list")
+    _check_buffer(exp_avg, len(params), "the first moment buffer")
+    _check_buffer(exp_avg_sq, len(params), "the second moment buffer")
     for item in params:
         p = _param(item)
         d = p.data

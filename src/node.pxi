@@ -56,11 +56,13 @@ cdef inline Value _value(Node* p):
 @cython.final
 cdef class _Record(dict):
     """What a node rarely needs: its label, a custom node's children, op string and
-    callables; as a dict, the user's own attributes (the Value's __dict__)."""
-    cdef public str label
-    cdef public object op          # str, or None to derive it from the op code
-    cdef public tuple children     # CUSTOM: the distinct children, in order
-    cdef public object backward    # a user's no-argument backward callable, or None
+    callables; as a dict, the user's own attributes (the Value's __dict__). Its fields
+    are read-only from Python (``vars(v)`` is this record): the engine trusts them, and
+    the Value's own attributes (``label``, ``_backward``) set them with checks."""
+    cdef readonly str label
+    cdef readonly object op        # str, or None to derive it from the op code
+    cdef readonly tuple children   # CUSTOM: the distinct children, in order
+    cdef readonly object backward  # a user's no-argument backward callable, or None
 
     def __cinit__(self):
         self.label = ""
@@ -252,15 +254,36 @@ cdef void release_operands(Node* n, bint outermost=True) noexcept:
     n.a = NULL
     n.b = NULL
     if outermost:
-        while _n_pending:
-            _n_pending -= 1
-            o = _pending[_n_pending]
-            Py_DECREF(<object>o)
-        _draining = False
-        if _cap_pending > 65536:  # don't keep a big stack around after a deep free
-            free(_pending)
-            _pending = NULL
-            _cap_pending = 0
+        _drain_pending()
+
+
+cdef void _drain_pending() noexcept:
+    """Free everything on the deferred-free stack (an outermost free: _draining is set)."""
+    global _draining, _n_pending, _pending, _cap_pending
+    cdef PyObject* o
+    while _n_pending:
+        _n_pending -= 1
+        o = _pending[_n_pending]
+        Py_DECREF(<object>o)
+    _draining = False
+    if _cap_pending > 65536:  # don't keep a big stack around after a deep free
+        free(_pending)
+        _pending = NULL
+        _cap_pending = 0
+
+
+cdef void release_all(Node** nodes, Py_ssize_t n, Py_ssize_t skip) noexcept:
+    """Release the non-NULL nodes[i] for i != skip, from outside any dealloc (a compiled
+    graph letting go of its nodes): what that frees, at any depth, is freed here."""
+    global _draining
+    cdef bint outermost = not _draining
+    cdef Py_ssize_t i
+    _draining = True
+    for i in range(n):
+        if i != skip and nodes[i] != NULL:
+            release(nodes[i])
+    if outermost:
+        _drain_pending()
 
 
 cdef void _clear_operands(Value v) noexcept:

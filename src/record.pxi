@@ -207,6 +207,11 @@ cdef int record_tape(Tape* t, Node* root, list functions, bint lanes) except -1:
             # another compiled graph holds this node: bring it up to date, start again
             _unmark(t)
             _detach_owner(hidden.tape)
+            forget_stale_marks(hidden)
+            if hidden.flags & HIDDEN:    # its graph is replaying (we run in its Function)
+                raise RuntimeError(
+                    "cannot compile a graph through a node of a compiled graph that is "
+                    "replaying right now (from a Function that replay calls)")
             _adopt_spare_tape(t)
             del functions[:]
     except BaseException:
@@ -265,8 +270,8 @@ cdef Node* _walk(Tape* t, Node* root, NodeArray* arr, list functions) except? NU
             continue
         if node.flags & HIDDEN:
             return node
-        node.flags |= VISITED
         node.scratch = <uint32_t>_new_slot(t, node, node.data, node.grad)
+        node.flags |= VISITED      # (after the slot: _unmark clears the nodes with one)
         if node.code == LEAF or (node.code == CUSTOM and not _custom_children_len(node)):
             cap = _capacity(t.cap_leaves, t.n_leaves + 1)
             if cap:

@@ -124,6 +124,45 @@ cdef inline void reveal_hidden(Node* node) noexcept:
         _detach_owner(node.tape)
 
 
+cdef int reveal_to_change(Node* node) except -1:
+    """node is about to be restructured (re-initialised, a fused sum expanded, an inline
+    constant made a Value): the graphs holding it must let go first. One that is
+    replaying right now (a Function it calls reached node) cannot: RuntimeError."""
+    if node.flags & (HIDDEN | RECORDED):
+        _detach_owner(node.tape)
+        forget_stale_marks(node)
+        if node.flags & (HIDDEN | RECORDED):
+            raise RuntimeError(
+                "this Value belongs to a compiled graph that is replaying right now (a "
+                "Function's forward or backward, called by that replay, reached it): "
+                "change it or look inside it after the replay")
+    return 0
+
+
+cdef void forget_stale_marks(Node* node) noexcept:
+    """After node's graphs were asked to detach: if no recorded graph holds node any
+    more, clear its marks. (A node several graphs recorded is marked SHARED_TAPE; each
+    graph's detach clears only its own marks, so the last one to go leaves them.)"""
+    if node.flags & (HIDDEN | RECORDED) and not _held_by_a_graph(node):
+        node.flags &= ~(HIDDEN | RECORDED)
+        node.tape = NO_TAPE
+
+
+cdef bint _held_by_a_graph(Node* node) noexcept:
+    """Whether a recorded graph has node in its tape (a scan: only for the rare marks a
+    detach could not clear)."""
+    cdef Py_ssize_t i, s
+    cdef CompiledGraph g
+    for i in range(1, _tapes_cap):
+        if _tapes[i] != NULL:
+            g = <CompiledGraph>_tapes[i]
+            if g.recorded:
+                for s in range(g.t.n_slots):
+                    if g.t.node_of_slot[s] == node:
+                        return True
+    return False
+
+
 cdef void reveal_hidden_in(NodeArray* topo) noexcept:
     """After a sort met hidden nodes (FOUND_HIDDEN): detach the graphs that hold them."""
     cdef Py_ssize_t i
@@ -138,6 +177,7 @@ cdef void reveal_hidden_in(NodeArray* topo) noexcept:
 
 
 @cython.final
+@cython.no_gc_clear   # its Values stay valid while it detaches (a cycle through its output)
 cdef class CompiledGraph:
     """A recorded graph, replayed in C: ``forward()`` recomputes every non-leaf node from
     the leaves' current data, ``backward()`` does what ``output.backward()`` would.
@@ -229,8 +269,8 @@ cdef class CompiledGraph:
             if _leaf_lock == NULL:
                 raise MemoryError("cannot make a lock")
         for i in range(self.t.n_slots):   # the nodes stay alive as long as we hold them
-            node = self.t.node_of_slot[i]
-            if node != NULL:
+            node = self.t.node_of_slot[i]    # (the output through self.output, which the
+            if node != NULL and i != self.t.out_slot:   # GC sees: a cycle through it is freed)
                 Py_INCREF(<object>_obj(node))
         _n_recorded += 1
         self.recordings += 1
@@ -316,10 +356,7 @@ cdef class CompiledGraph:
         if self.id != SHARED_TAPE:
             _tapes[self.id] = NULL
         self.id = NO_TAPE
-        for i in range(self.t.n_slots):   # drop our references (freeing, at any depth)
-            node = self.t.node_of_slot[i]
-            if node != NULL:
-                release(node)
+        release_all(self.t.node_of_slot, self.t.n_slots, self.t.out_slot)   # at any depth
         tape_free(&self.t)
 
     cdef void _finish_pending_detach(self) noexcept:
@@ -415,9 +452,10 @@ cdef class CompiledGraph:
         if self.forward_failed:
             raise RuntimeError("the last forward() failed: call forward() again first")
         if self.shares_leaves:
-            _lock_leaves()
+            _lock_leaves()       # (waits with the GIL released: we may be detached meanwhile)
             locked = True
         try:
+            self._ensure_recorded()
             self._backward()
         finally:
             if locked:

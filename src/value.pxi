@@ -35,7 +35,7 @@ cdef class Value:
             raise TypeError(f"_op must be a str, not {type(_op).__name__}")
         if type(label) is not str:
             raise TypeError(f"label must be a str, not {type(label).__name__}")
-        reveal(&self.n)
+        reveal_to_change(&self.n)
         _clear_operands(self)  # __init__ may run again on an existing Value
         self.n.data = d
         self.n.grad = 0.0
@@ -43,6 +43,7 @@ cdef class Value:
         self.n.kgrad = 0.0
         self.n.flags = 0
         self.n.tape = 0
+        cdef _Record rec
         if children or _op:
             rec = _Record.__new__(_Record)
             rec.label = label
@@ -253,7 +254,7 @@ cdef class Value:
     def _backward(self, fn):
         if not callable(fn):
             raise TypeError(f"_backward must be callable, not {type(fn).__name__}")
-        rec = _make_custom(self)
+        cdef _Record rec = _make_custom(self)
         rec.backward = fn
 
     def __repr__(self):
@@ -287,8 +288,7 @@ cdef class _LocalBackward:
 
 
 cdef tuple OP_SYMBOLS = tuple([_ops.BY_CODE[c].symbol if c in _ops.BY_CODE else ""
-                               for c in range(1 + max([op.code for op in _ops.OPS
-                                                       if op.kind != "internal"]))])
+                               for c in range(256)])   # every code a node can hold
 
 
 # ---- numbers in ------------------------------------------------------------------------
@@ -371,14 +371,13 @@ cdef Value _power(Value a, object exponent):
     if type(exponent) is int and -9007199254740992.0 <= k <= 9007199254740992.0:
         out.n.flags = INT_EXP
     elif type(exponent) is not float:  # keep micrograd's f'**{other}' spelling
-        rec = _make_record(out)
-        rec.op = f"**{exponent}"
+        _make_record(out).op = f"**{exponent}"
     return out
 
 
-cdef void _materialize_constant(Value v) except *:
+cdef int _materialize_constant(Value v) except -1:
     """Turn v's inline constant operand into a real leaf Value (for ``_prev``)."""
-    reveal(&v.n)
+    reveal_to_change(&v.n)
     cdef Value c = _new_value()
     c.n.data = v.n.k
     c.n.grad = v.n.kgrad
@@ -387,6 +386,7 @@ cdef void _materialize_constant(Value v) except *:
     v.n.flags &= ~CONST_B
     v.n.k = 0.0
     v.n.kgrad = 0.0
+    return 0
 
 
 cdef _Record _make_custom(Value v):
@@ -395,7 +395,7 @@ cdef _Record _make_custom(Value v):
         return _make_record(v)
     children = v._prev
     op = v._op
-    rec = _make_record(v)
+    cdef _Record rec = _make_record(v)
     rec.children = children
     rec.op = op
     v.n.code = CUSTOM

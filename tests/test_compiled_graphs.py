@@ -200,6 +200,7 @@ def test_two_threads_backward_into_shared_parameters_lose_nothing(engine):
 # ---- the whole training step in the replay: compile(loss, optimizer=opt) ---------------
 import pytest  # noqa: E402
 
+from cmicrograd.function import Function  # noqa: E402
 from cmicrograd.optim import SGD, Adam, AdamW  # noqa: E402
 
 OPTIMIZERS = [(SGD, dict(lr=0.1)), (SGD, dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
@@ -246,3 +247,117 @@ def test_calling_a_graph_needs_its_optimizer(engine):
     step = cmicrograd.compile(a * a, optimizer=opt)
     assert step.optimizer is opt
     assert step() == 4.0 and a.data == 2.0 - 0.25 * 4.0
+
+
+# ---- edge cases the memcheck review found (tools/memcheck/scenarios.py has each) --------
+def test_a_node_two_freed_graphs_recorded_compiles_again(engine):
+    """A node recorded by two graphs, hidden by a third: when they are gone, compiling
+    over it again works (it used to spin: the node kept marks no graph stood behind)."""
+    V = engine.Value
+    a, b = V(1.0), V(2.0)
+    x = a * b
+    y = x + 1.0
+    g1, g2 = cmicrograd.compile(y), cmicrograd.compile(y)
+    del g1, g2, x
+    g3 = cmicrograd.compile(y)
+    g3.forward()
+    g3.backward()
+    del g3
+    g4 = cmicrograd.compile(y)
+    assert g4.forward() == 3.0
+    g4.backward()
+    assert (a.grad, b.grad) == (4.0, 2.0)
+
+
+class _Touch(Function):
+    """A Function whose forward does something to the Values in `targets`."""
+    targets: list = []
+    action = staticmethod(lambda v: None)
+
+    @staticmethod
+    def forward(ctx, x):
+        for t in _Touch.targets:
+            _Touch.action(t)
+        return 2.0 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2.0 * g
+
+
+@pytest.mark.parametrize("action", ["expand", "reinit", "compile"])
+def test_a_function_cannot_restructure_the_graph_replaying_it(engine, action):
+    """A Function called by a replay that expands a fused sum of that graph, re-inits
+    one of its nodes, or compiles a graph through its hidden nodes gets a RuntimeError
+    from the compiled engine (the graph cannot let go of them mid-replay); the pure
+    engine has nothing to let go of."""
+    V = engine.Value
+    w = [V(0.5 + i) for i in range(4)]
+    xs = [V(1.0 + i) for i in range(4)]
+    s = engine.engine.weighted_sum(w, xs, V(0.25))
+    t = (s * 2.0).tanh()
+    out = _Touch.apply(t) * w[0]
+    graph = cmicrograd.compile(out)
+    _Touch.targets = [s if action == "expand" else t]
+    _Touch.action = staticmethod({"expand": lambda v: v._prev, "reinit": lambda v: v.__init__(0.0),
+                                  "compile": lambda v: cmicrograd.compile(v * 3.0).forward()}[action])
+    try:
+        if engine.name == "cython":
+            with pytest.raises(RuntimeError, match="replaying right now"):
+                graph.forward()
+        else:
+            graph.forward()
+    finally:
+        _Touch.targets = []
+    assert engine.engine._pending_frees() == (0, False) if engine.name == "cython" else True
+
+
+def test_a_record_is_read_only_from_python(both):
+    compiled, _ = both
+    v = compiled.Value(1.0, (compiled.Value(2.0),), "f")
+    for field, value in (("children", (object(),)), ("op", 3), ("label", 5), ("backward", 1)):
+        with pytest.raises(AttributeError):
+            setattr(vars(v), field, value)
+    v.label = "ok"
+    assert vars(v).label == "ok"
+
+
+def test_optimizer_kernels_take_only_double_buffers(both):
+    from array import array
+
+    compiled, _ = both
+    params = [compiled.Value(1.0) for _ in range(8)]
+    with pytest.raises(TypeError, match="array\\('d'\\)"):
+        compiled.engine.sgd_kernel(params, array("f", [0.0] * 8), 0.1, 0.9, 0.0, 0.0, False, True)
+    with pytest.raises(TypeError, match="array\\('d'\\)"):
+        compiled.engine.adam_kernel(params, array("d", [0.0] * 8), array("f", [0.0] * 8),
+                                    0.9, 0.999, 1e-8, 1e-3, 1.0, 0.0, 1.0)
+    with pytest.raises(TypeError):
+        compiled.engine.sgd_kernel(params, None, 0.1, 0.9, 0.0, 0.0, False, True)
+
+
+def test_a_fused_sum_shows_its_op(both):
+    compiled, _ = both
+    w = [compiled.Value(1.0), compiled.Value(2.0)]
+    s = compiled.engine.weighted_sum(w, w, compiled.Value(0.5))
+    assert s._op == "+"
+
+
+def test_a_compiled_graph_kept_on_its_output_is_collected(engine):
+    """loss.step = compile(loss): a cycle through the graph's output, which the GC frees
+    (the compiled graph's own references to its nodes skip the output for that)."""
+    import gc
+
+    V = engine.Value
+    graphs = lambda: sum(type(o) is engine.engine.CompiledGraph for o in gc.get_objects())  # noqa: E731
+    gc.collect()
+    before = graphs()
+    for _ in range(3):
+        w = [V(0.1 * j) for j in range(5)]
+        loss = sum(x * x for x in w).tanh()
+        loss.step = cmicrograd.compile(loss)
+        loss.step.forward()
+        loss.step.backward()
+        del loss, w
+    gc.collect()
+    assert graphs() == before
