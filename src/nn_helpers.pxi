@@ -112,10 +112,12 @@ def sgd_kernel(params, array buf not None, double lr, double momentum, double da
     cdef double keep = 1.0 - dampening
     cdef double g, b
     cdef double* m = buf.data.as_doubles
-    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t i = 0, n = len(params)
     cdef Node* p
-    _check_buffer(buf, len(params), "the momentum buffer")
+    _check_buffer(buf, n, "the momentum buffer")
     for item in params:
+        if i >= n:
+            raise ValueError("params yielded more items than its len()")
         p = _param(item)
         g = p.grad
         if weight_decay != 0.0:
@@ -137,11 +139,13 @@ def adam_kernel(params, array exp_avg not None, array exp_avg_sq not None, doubl
     cdef double d, g, mi, vi
     cdef double* m = exp_avg.data.as_doubles
     cdef double* v = exp_avg_sq.data.as_doubles
-    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t i = 0, n = len(params)
     cdef Node* p
-    _check_buffer(exp_avg, len(params), "the first moment buffer")
-    _check_buffer(exp_avg_sq, len(params), "the second moment buffer")
+    _check_buffer(exp_avg, n, "the first moment buffer")
+    _check_buffer(exp_avg_sq, n, "the second moment buffer")
     for item in params:
+        if i >= n:
+            raise ValueError("params yielded more items than its len()")
         p = _param(item)
         d = p.data
         if param_scale != 1.0:

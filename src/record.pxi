@@ -413,8 +413,10 @@ cdef void _make_program(Tape* t) noexcept:
             prog[n] = item
             n += 1
     t.n_program = n
-    memset(t.hidden, 0, t.n_slots)
-    memset(t.dot_g1, 0, t.n_entries * sizeof(double))
+    if t.n_slots:                 # (memset on NULL is undefined, even of 0 bytes)
+        memset(t.hidden, 0, t.n_slots)
+    if t.n_entries:
+        memset(t.dot_g1, 0, t.n_entries * sizeof(double))
 
 
 cdef Py_ssize_t _custom_children_len(Node* node) noexcept:

@@ -73,7 +73,7 @@ cdef void _unlock_leaves() noexcept:
 
 
 cdef uint16_t _take_id(CompiledGraph g) noexcept:
-    """A free id for g (SHARED_TAPE if all 65,534 are taken: g then detaches with all)."""
+    """A free id for g, or SHARED_TAPE if all 65,534 are taken (then _record raises)."""
     global _tapes, _tapes_cap
     cdef Py_ssize_t i, cap
     cdef PyObject** grown
@@ -133,9 +133,9 @@ cdef int reveal_to_change(Node* node) except -1:
         forget_stale_marks(node)
         if node.flags & (HIDDEN | RECORDED):
             raise RuntimeError(
-                "this Value belongs to a compiled graph that is replaying right now (a "
-                "Function's forward or backward, called by that replay, reached it): "
-                "change it or look inside it after the replay")
+                "this Value belongs to a compiled graph that is replaying right now (in "
+                "another thread, or it called the Function that got here): change it or "
+                "look inside it after the replay")
     return 0
 
 
@@ -249,6 +249,10 @@ cdef class CompiledGraph:
                                if self.t.node_of_slot[s] != NULL}
         # mark what we hold: op nodes as recorded (and hidden), leaves by owner
         self.id = _take_id(self)
+        if self.id == SHARED_TAPE:
+            tape_free(&self.t)
+            self.id = NO_TAPE
+            raise MemoryError("too many compiled graphs alive at once (65,534): drop some")
         self.shares_leaves = False
         for i in range(self.t.n_entries):
             self._mark(self.t.node_of_slot[self.t.entries[i].out], self.t.hidden[self.t.entries[i].out])
