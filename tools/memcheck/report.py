@@ -116,7 +116,7 @@ def sanitizers(logdir, label):
             errors.append((path, m.group(0)))
         for m in re.finditer(r"^(Direct|Indirect) leak of .*?(?=^\s*$)", text, BLOCKS):
             (leaks if ours_re.search(m.group(0)) else foreign).append((path, m.group(0)))
-        for m in re.finditer(r"^.*runtime error:.*?(?=^\s*$|\Z)", text, BLOCKS):
+        for m in re.finditer(r"^[^\n]*runtime error:.*?(?=^\s*$|\Z)", text, BLOCKS):
             ub.append((path, m.group(0)))
     bad = 0
     for kind, items in (("ASan error", errors), ("UBSan error", ub),
