@@ -512,9 +512,11 @@ def threads():
 
 @scenario
 def compiled_graphs():
-    """Compile once, replay many (src/tape.pxi): record, replay, feed new inputs, look
+    """Compile once, replay many (src/record.pxi, src/replay.pxi): record, replay, feed new inputs, look
     inside (which writes the tape back and detaches it), re-record, Function nodes, a
-    replay that raises, tapes freed before and after their Values, two tapes in turn."""
+    replay that raises, tapes freed before and after their Values, two graphs sharing
+    only leaves (both stay recorded), and two graphs one over the other (recording one
+    detaches the other, in turn)."""
     import random
 
     import cmicrograd
@@ -569,23 +571,36 @@ def compiled_graphs():
     c3.forward()
     c3.backward()
     del c3
-    # two tapes used in turn: recording one detaches the other
+    # two graphs over one model share only leaves: both stay recorded (each graph has
+    # its own id; before many graphs could live side by side, recording one detached
+    # the other)
     a = cmicrograd.compile(chain(V(0.5), 500) * model([1.0, 2.0]))
     b = cmicrograd.compile(chain(V(0.25), 500) * model([2.0, 1.0]))
     for _ in range(5):
         a.forward(); a.backward(); b.forward(); b.backward()
-    del a, b, step, loss, cz, z, z2
+    check(a.recordings == 1 and b.recordings == 1, "graphs sharing leaves stay recorded")
+    # a graph over another's output: its walk meets the other's hidden nodes, detaches
+    # it and walks again; the two then detach each other at every call
+    over = cmicrograd.compile(a.output * 2.0 + 1.0)
+    for _ in range(5):
+        a.forward(); a.backward(); over.forward(); over.backward()
+    check(a.recordings > 1 and over.recordings > 1, "recording one detaches the other")
+    del a, b, over, step, loss, cz, z, z2
 
 
 class Replays(Function):
-    """A Function whose forward and backward replay other compiled graphs."""
+    """A Function whose forward and backward replay other compiled graphs and look
+    inside nodes of the graph being replayed."""
     others = []  # noqa: RUF012 (one list for the class: the scenario fills and empties it)
+    peek = []  # noqa: RUF012
 
     @staticmethod
     def replay_others():
         for s in Replays.others:
             s.forward()
             s.backward()
+        for v in Replays.peek:
+            v._prev  # noqa: B018 (reveal: the running graph detaches when its replay ends)
 
     @staticmethod
     def forward(ctx, x):
@@ -600,22 +615,36 @@ class Replays(Function):
 
 @scenario
 def compiled_graph_reentrancy():
-    """A compiled graph whose Function node replays another compiled graph (which
-    records it anew, detaching the first in the middle of its replay)."""
+    """A compiled graph whose Function node replays another compiled graph and looks
+    inside the graph being replayed: the detach that asks for is deferred to the end of
+    the replay (replay.pxi _detach_or_defer), which then records anew. (The other graph
+    shares nothing with the first: since graphs have their own ids, replaying it no
+    longer detaches the first.)"""
     import cmicrograd
     other = cmicrograd.compile(chain(E.weighted_sum([V(1.0), V(2.0)], [3.0, 4.0], V(0.5)), 300))
+    x = V(1.5)
+    t = chain(x, 200).tanh()                # no fused sum: looking inside one mid-replay
+    z = chain(Replays.apply(t), 200) * x    # is function_reveals_fused_sum's finding
+    cz = cmicrograd.compile(z)
     Replays.others = [other]
+    Replays.peek = [t]
     try:
-        x = V(1.5)
-        z = chain(Replays.apply(chain(x, 200).tanh()), 200) * x
-        cz = cmicrograd.compile(z)
         for d in (1.5, 0.5, -2.0):
             x.data = d
             cz.forward()
             cz.backward()
-        z.backward()
     finally:
         Replays.others = []
+        Replays.peek = []
+    check(cz.recordings > 1, "the deferred detach happened")
+    check(other.recordings == 1, "the other graph stayed recorded")
+    cz.forward()
+    x.grad = 0.0
+    cz.backward()
+    replayed = x.grad
+    E.zero_grad(E._topological_order(z))
+    z.backward()
+    check(x.grad == replayed, f"after deferred detaches: {replayed} != {x.grad}")
 
 
 @scenario
@@ -670,7 +699,6 @@ def crafted_pickle():
         return
     y.backward()
     raise AssertionError("a crafted graph pickle was accepted")
-
 
 # ---------------------------------------------------------------------------------------
 def collect():
