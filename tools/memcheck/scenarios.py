@@ -700,6 +700,352 @@ def crafted_pickle():
     y.backward()
     raise AssertionError("a crafted graph pickle was accepted")
 
+
+# ---- the new C side: many compiled graphs, attributes, grad(), optimizer kernels -------
+def _close(a, b, rel=1e-12):
+    return abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+
+
+def _eager_grads(loss, params):
+    """params' grads from an eager backward of loss alone (every grad in its graph
+    zeroed before: intermediates keep what earlier backwards and replays left)."""
+    E.zero_grad(E._topological_order(loss))
+    loss.backward()
+    grads = [p.grad for p in params]
+    E.zero_grad(params)
+    return grads
+
+
+def _shared_model_losses(seed, n_rows=12):
+    """A model and two losses over its parameters (a training and a validation loss):
+    two graphs that share leaves, and nothing else."""
+    import random
+    random.seed(seed)
+    model = nn.MLP(2, [6, 6, 1])
+    rows = [[V(0.1 * i), V(-0.2 * i + 0.5)] for i in range(2 * n_rows)]
+    labels = [1 if i % 3 else -1 for i in range(2 * n_rows)]
+    train = hinge_loss([model(r) for r in rows[:n_rows]], labels[:n_rows])
+    val = hinge_loss([model(r) for r in rows[n_rows:]], labels[n_rows:])
+    return model, rows, train, val
+
+
+@scenario
+def shared_leaves_graphs():
+    """Several compiled graphs at once (src/replay.pxi): graphs sharing only leaves (a
+    training and a validation loss), a graph recorded over another's hidden interior
+    (its walk detaches the other and starts again), reveals between them (_prev,
+    pickling, grad(), an eager backward), hundreds of graphs made and freed (ids
+    reused), and graphs freed before and after their Values. Every replay's grads are
+    checked against an eager backward."""
+    import cmicrograd
+    model, rows, train, val = _shared_model_losses(4)
+    params = model.parameters()
+    want_t, want_v = _eager_grads(train, params), _eager_grads(val, params)
+    gt, gv = cmicrograd.compile(train), cmicrograd.compile(val)
+
+    def replay_both(k=2):
+        for _ in range(k):
+            E.zero_grad(params)
+            check(gt.forward() == train.data, "train forward")
+            gt.backward()
+            check(all(_close(p.grad, w) for p, w in zip(params, want_t)), "train grads")
+            E.zero_grad(params)
+            gv.forward()
+            gv.backward()
+            check(all(_close(p.grad, w) for p, w in zip(params, want_v)), "val grads")
+    replay_both()
+    check(gt.recordings == 1 and gv.recordings == 1, "graphs sharing leaves leave each other alone")
+    train._prev  # noqa: B018 (reveal one: detaches gt only)
+    replay_both()
+    pickle.loads(pickle.dumps(val)).backward()      # reveal the other by pickling
+    replay_both()
+    cmicrograd.grad(train, params[:3])              # reveal by grad() (expands the fused sums)
+    replay_both()
+    # a graph over train: its walk meets train's hidden nodes, detaches gt, walks again
+    top = train * 2.0 + val
+    gtop = cmicrograd.compile(top)
+    want_top = _eager_grads(top, params)
+    for _ in range(3):                              # gt and gtop detach each other in turn
+        E.zero_grad(params)
+        gtop.forward()
+        gtop.backward()
+        check(all(_close(p.grad, w) for p, w in zip(params, want_top)), "nested graph grads")
+        replay_both(1)
+    # hundreds of small graphs over the same leaves, made and freed (ids reused) and
+    # hundreds alive at once (the id table grows)
+    alive = []
+    for i in range(300):
+        g = cmicrograd.compile(model(rows[i % len(rows)]) * float(i))
+        g.forward()
+        g.backward()
+        if i % 2:
+            alive.append(g)
+    replay_both(1)
+    del alive
+    # freed in either order relative to their Values
+    del gt
+    train.backward()
+    gv.forward()
+    del val
+    gv.backward()
+    del gv, gtop, top, train
+
+
+@scenario
+def shared_leaves_threads():
+    """Two threads replaying graphs that share leaves (the leaf lock around backward),
+    a third revealing and re-recording one of them, with the interpreter switching
+    threads as often as it can. No zero_grad: the grads must come out as the sum of
+    every backward (no update lost to an interleaving)."""
+    import cmicrograd
+    model, rows, train, val = _shared_model_losses(5)
+    params = model.parameters()
+    want_t, want_v = _eager_grads(train, params), _eager_grads(val, params)
+    graphs = [cmicrograd.compile(train), cmicrograd.compile(val)]
+    n = 25
+    E.zero_grad(params)
+
+    def work(i):
+        if i == 2:
+            for _ in range(n):
+                train._prev  # noqa: B018 (reveal while the other threads replay)
+                pickle.dumps(val._prev[0])
+            return
+        for _ in range(n):
+            graphs[i].forward()
+            graphs[i].backward()
+    run_threads(work, n=3)
+    for p, wt, wv in zip(params, want_t, want_v):
+        check(_close(p.grad, n * wt + n * wv, 1e-9), f"accumulated grads {p.grad} != {n} * ({wt} + {wv})")
+    del graphs
+
+
+@scenario
+def value_attributes():
+    """Users' attributes on Values (the record slot as __dict__, src/node.pxi): on leaves,
+    op nodes, fused sums and hidden nodes of a compiled graph; cycles through them (the
+    GC must collect them: tp_traverse/tp_clear); vars(), delattr, pickling and
+    deepcopy with attributes; attributes on a deep chain freed iteratively."""
+    import cmicrograd
+    w = [V(0.5 * i) for i in range(4)]
+    for i, p in enumerate(w):
+        p.m = 0.0
+        p.tag = ("w", i)
+    s = E.weighted_sum(w, [1.0, 2.0, 3.0, 4.0], V(0.1))
+    s.note = "a fused sum with an attribute"
+    out = (s * w[0] + 1.0).tanh()
+    out.meta = {"out": True}
+    check(vars(w[1])["tag"] == ("w", 1), "vars()")
+    del w[1].tag
+    try:
+        del w[1].tag
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("deleting a missing attribute")
+    try:
+        w[2].missing  # noqa: B018
+    except AttributeError:
+        pass
+    for proto in (2, pickle.HIGHEST_PROTOCOL):
+        r = pickle.loads(pickle.dumps(out, protocol=proto))
+        check(r.meta == {"out": True}, "attributes survive pickling")
+        r.backward()
+    d = copy.deepcopy([out] + w)
+    check(d[1].m == 0.0 and d[0].meta == {"out": True}, "deepcopy keeps attributes")
+    # cycles through attributes: a Value to itself, two Values to each other, a node to
+    # its own graph, a closure; the GC collects all of them
+    for i in range(100):
+        a, b = V(float(i)), V(1.0)
+        a.me = a
+        a.partner, b.partner = b, a
+        c = a * b
+        c.graph = [c, a]      # (a cycle back to c from a or b would run through c's
+        del a, b, c           # operand links: the documented limitation, not tested here)
+    gc.collect()
+    # a cycle through attributes pickled: the pickler cannot rebuild a leaf before its
+    # attributes (src/pickle.pxi passes them as arguments), RecursionError is fine here,
+    # as long as nothing leaks or breaks
+    cyc = V(2.0)
+    cyc.me = cyc
+    for obj in (cyc, cyc * 3.0):
+        try:
+            pickle.dumps(obj)
+            copy.deepcopy(obj)
+        except RecursionError:
+            pass
+    cyc.me = None
+    del cyc, obj
+    # attributes on nodes a compiled graph hides, and on a deep chain
+    x = V(1.5)
+    y = x
+    for i in range(5000):
+        y = y * 1.0001 + 0.0
+        if i % 500 == 0:
+            y.step = i
+            y.back = y  # a self-cycle on a chain node: the GC must see it
+    g = cmicrograd.compile(y)
+    g.forward()
+    g.backward()
+    order = E._topological_order(y)  # reveals the hidden ones, with their attributes
+    check(sum(1 for v in order if "step" in vars(v)) == 10, "attributes of hidden nodes")
+    del g, order, y
+    gc.collect()
+    # the GC clearing a record (tp_clear) while the graph is otherwise alive
+    keep = V(3.0)
+    keep.self_ref = keep
+    top = chain(keep, 100)
+    del keep
+    gc.collect()
+    top.backward()
+    del top, out, s, w, d, r
+
+
+@scenario
+def autograd_create_graph():
+    """cmicrograd.grad with create_graph=True on deep graphs of every op (reciprocal and
+    detached_max included), gradients of gradients, a differentiable Function, and
+    compiling a derivative graph; everything freed."""
+    import cmicrograd
+
+    class Square(Function):
+        differentiable = True
+
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_values
+            return 2.0 * x * g
+
+    x, c = V(0.7), V(0.3)
+    y = x
+    for i in range(3000):
+        r = i % 6
+        if r == 0:
+            y = (y * 0.999 + 0.001).tanh()
+        elif r == 1:
+            y = (y + 2.0).reciprocal() * 2.0
+        elif r == 2:
+            y = y - y.detached_max(c) * 0.0
+        elif r == 3:
+            y = (y.sigmoid() + 0.5).log() * 0.5 + y * 0.5
+        elif r == 4:
+            y = (y * 0.5).exp() * 0.5 + y ** 2 * 0.25
+        else:
+            y = Square.apply(y) * 0.5 + y * 0.5 if i % 60 == 5 else y.relu() + y * 0.0
+    (d1x, d1c) = cmicrograd.grad(y, [x, c], create_graph=True)
+    (d2x,) = cmicrograd.grad(d1x, [x], create_graph=True)
+    (d3x,) = cmicrograd.grad(d2x, [x])
+    check(all(math.isfinite(v.data) for v in (d1x, d2x, d3x)), "finite derivatives")
+    E.zero_grad([x, c])
+    y.backward()
+    check(d1x.data == x.grad, "first derivatives have backward()'s bits")
+    d2x.backward()                      # backward through the derivative graph itself
+    g = cmicrograd.compile(d1x * d1x)   # a gradient penalty, compiled
+    for x0 in (0.7, -0.2):
+        x.data = x0
+        g.forward()
+        g.backward()
+    del g, d1x, d1c, d2x, d3x, y
+    # grad over fused sums and custom nodes, the inputs not all reached
+    w = [V(0.1 * i) for i in range(6)]
+    s = E.weighted_sum(w, [1.0] * 6, V(0.0)).tanh() * E.weighted_sum(w, w, w[0])
+    gs = cmicrograd.grad(s, w + [V(5.0)], create_graph=True)
+    sum(gs).backward()
+
+
+@scenario
+def optimizer_kernels():
+    """The optimizers' C kernels (src/nn_helpers.pxi sgd_kernel, adam_kernel) over many
+    parameters: SGD with momentum, dampening, Nesterov and weight decay, Adam, AdamW,
+    state saved and loaded, and the error paths (short buffers, a non-Value
+    parameter in the middle of the list)."""
+    from array import array
+
+    from cmicrograd.optim import Adam, AdamW
+    model = nn.MLP(3, [16, 16, 1])
+    params = model.parameters()
+    opts = [SGD(params, lr=0.01), SGD(params, lr=0.01, momentum=0.9, dampening=0.1,
+                                      weight_decay=1e-3, nesterov=False),
+            SGD(params, lr=0.01, momentum=0.9, nesterov=True, weight_decay=1e-4),
+            Adam(params, lr=1e-3), Adam(params, lr=1e-3, weight_decay=1e-2),
+            AdamW(params, lr=1e-3)]
+    for opt in opts:
+        for k in range(4):
+            out = model([0.5, -1.0, 0.25 * k])
+            loss = out * out
+            model.zero_grad()
+            loss.backward()
+            opt.step()
+        state = opt.state_dict()
+        opt.load_state_dict(state)
+        opt.step()
+    check(all(math.isfinite(p.data) for p in params), "finite parameters")
+    n = len(params)
+    short = array("d", bytes(8 * (n - 1)))
+    for call in (lambda: E.sgd_kernel(params, short, 0.1, 0.9, 0.0, 0.0, False, False),
+                 lambda: E.adam_kernel(params, short, array("d", bytes(8 * n)), 0.9, 0.999,
+                                       1e-8, 1e-3, 1.0, 0.0, 1.0)):
+        try:
+            call()
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a short buffer was accepted")
+    mixed = params[:5] + [1.0] + params[5:]
+    for call in (lambda: E.sgd_kernel(mixed, array("d", bytes(8 * (n + 1))), 0.1, 0.9, 0.0,
+                                      0.0, False, False),
+                 lambda: E.adam_kernel(mixed, array("d", bytes(8 * (n + 1))),
+                                       array("d", bytes(8 * (n + 1))), 0.9, 0.999, 1e-8,
+                                       1e-3, 1.0, 0.0, 1.0)):
+        try:
+            call()
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("a float parameter was accepted")
+
+
+@scenario
+def spare_tape_after_error():
+    """Recording fails half-way (a hand-written _backward deep in the graph, met after
+    thousands of slots were given): the tape goes back as the spare and the next
+    recordings, big and small, reuse it; every VISITED mark is cleared (an eager
+    backward still reaches every node); a graph freed while a spare tape exists."""
+    import cmicrograd
+    x = V(0.5)
+    base = chain(x, 3000, operator.add, 0.001)
+    hand = V(base.data, (base,), "hand")
+    hand._backward = lambda: None
+    top = chain(hand, 3000) + chain(x, 3000)
+    for _ in range(3):
+        try:
+            cmicrograd.compile(top)
+        except TypeError:
+            pass
+        else:
+            raise AssertionError("a hand-written _backward was compiled")
+    E.zero_grad(E._topological_order(top))
+    top.backward()
+    check(x.grad == 1.0, f"no node left marked by the failed recording (x.grad {x.grad})")
+    for n in (10, 20_000, 10, 50_000):
+        z = chain(E.weighted_sum([x, V(2.0)], [1.0, x], V(0.0)), n)
+        g = cmicrograd.compile(z)
+        g.forward()
+        g.backward()
+        E.zero_grad(E._topological_order(z))
+        want = _eager_grads(z, [x])[0]
+        x.grad = 0.0
+        g.forward()
+        g.backward()
+        check(x.grad == want, f"a replay on the spare tape ({x.grad} != {want})")
+        del g
+    del top, hand, base
+
 # ---------------------------------------------------------------------------------------
 def collect():
     """Collect until the GC finds nothing more. A cycle held only by a node that is
