@@ -1046,6 +1046,246 @@ def spare_tape_after_error():
         del g
     del top, hand, base
 
+
+# ---- the findings of the memcheck review: each fails until its bug is fixed ----------
+def _watchdog(seconds, what):
+    """Exit with a traceback if the engine spins (the GIL held, so only a C-level timer
+    can tell)."""
+    import faulthandler
+    print(f"(watchdog: {what} must finish within {seconds} s)", flush=True)
+    faulthandler.dump_traceback_later(seconds, exit=True)
+
+
+def _watchdog_off():
+    import faulthandler
+    faulthandler.cancel_dump_traceback_later()
+
+
+@scenario
+def shared_node_stale_hidden():
+    """A node recorded (shown) by two graphs is marked SHARED_TAPE; hidden later by a
+    third graph, it keeps HIDDEN after that graph detaches (_detach clears only nodes
+    whose tape is its own id), and the next compile() spins: _walk meets it HIDDEN,
+    _detach_owner(SHARED_TAPE) finds no graph to detach, the walk starts again."""
+    import cmicrograd
+    a, b = V(1.0), V(2.0)
+    x = a * b
+    y = x + 1.0
+    g1 = cmicrograd.compile(y)
+    g2 = cmicrograd.compile(y)
+    del g1, g2
+    del x
+    g3 = cmicrograd.compile(y)
+    g3.forward()
+    g3.backward()
+    del g3
+    _watchdog(120, "compile() of a graph whose node a freed graph hid")
+    g4 = cmicrograd.compile(y)
+    _watchdog_off()
+    g4.forward()
+    del g4, y
+
+
+class _Peek(Function):
+    """A Function whose forward looks at a node of the graph being replayed."""
+    target = []  # noqa: RUF012
+
+    @staticmethod
+    def forward(ctx, x):
+        for t in _Peek.target:
+            t._prev  # noqa: B018
+        return 2.0 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2.0 * g
+
+
+@scenario
+def function_reveals_fused_sum():
+    """A Function's forward looks inside a fused sum of the graph being replayed: the
+    detach is deferred (the graph is running) but composite_expand frees the sum's
+    buffer at once; the deferred detach (_write_back_dot) then writes through node.b,
+    now a Value's node."""
+    import cmicrograd
+    w = [V(0.5 + i) for i in range(4)]
+    xs = [V(1.0 + i) for i in range(4)]
+    s = E.weighted_sum(w, xs, V(0.25))
+    out = _Peek.apply(s)
+    g = cmicrograd.compile(out)
+    _Peek.target = [s]
+    try:
+        g.forward()
+        g.backward()
+    finally:
+        _Peek.target = []
+    del g, out, s
+
+
+class _RecordsOther(Function):
+    """A Function whose forward replays another compiled graph."""
+    other = []  # noqa: RUF012
+
+    @staticmethod
+    def forward(ctx, x):
+        for g in _RecordsOther.other:
+            g.forward()
+        return 2.0 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2.0 * g
+
+
+@scenario
+def function_records_over_running_graph():
+    """A Function's forward records another graph that reaches a node hidden in the
+    graph being replayed: _walk finds it HIDDEN, the detach is deferred (the owner is
+    running), the walk starts again and finds it HIDDEN again, forever."""
+    import cmicrograd
+    x = V(1.5)
+    h = x * 2.0
+    t = (h + 1.0).tanh()
+    del h
+    z = _RecordsOther.apply(t) * x
+    cz = cmicrograd.compile(z)
+    _RecordsOther.other = [cmicrograd.compile(t * 3.0)]   # detaches cz: its walk met h
+    try:
+        _watchdog(120, "a replay whose Function records a graph over it")
+        cz.forward()
+        _watchdog_off()
+        cz.backward()
+    finally:
+        _RecordsOther.other = []
+    del cz, z, t
+
+
+@scenario
+def record_children_not_values():
+    """vars(v) is the node's _Record, whose `children` is a public attribute typed only
+    as a tuple: a custom node's children replaced by a non-Value is read as a Node by
+    the sort (src/graph.pxi topological_sort). Setting it must raise, or the sort must
+    not trust it."""
+    v = V(1.0, (V(2.0),), "f")
+    try:
+        vars(v).children = (object(),)
+    except (TypeError, AttributeError):
+        return
+    try:
+        v.backward()
+    except TypeError:
+        return
+    raise AssertionError("a custom node's children held a non-Value and backward ran")
+
+
+@scenario
+def optimizer_kernel_buffer_typecode():
+    """sgd_kernel and adam_kernel take any array.array and write 8-byte doubles: an
+    array('f') of the right length is written past its end. They must refuse it."""
+    from array import array
+    params = [V(1.0) for _ in range(64)]
+    for p in params:
+        p.grad = 1.0
+    for call in (lambda: E.sgd_kernel(params, array("f", [0.0] * 64), 0.1, 0.9, 0.0, 0.0,
+                                      False, True),
+                 lambda: E.adam_kernel(params, array("f", [0.0] * 64), array("f", [0.0] * 64),
+                                       0.9, 0.999, 1e-8, 1e-3, 1.0, 0.0, 1.0)):
+        try:
+            call()
+        except (TypeError, ValueError):
+            continue
+        raise AssertionError("a kernel wrote doubles into an array('f')")
+
+
+_MEMORY_ERROR_CHILD = r"""
+import sys
+import cmicrograd
+import cmicrograd._engine as E
+V = E.Value
+limit = sys.argv[1]
+# A chain of N nodes x * 1.0: recording gives its N + 1 nodes their slots on the way
+# down (the constants' slots come on the way back up), so with single allocations
+# capped at 1 MiB the slot arrays (8 bytes a slot) cannot grow past 130,048 slots and
+# the walk fails there, while a sort of the whole chain (130,501 entries) still fits.
+N = 130_500
+leaf = V(1.0)
+chunks, x = [], leaf
+for i in range(N):                  # kept in small lists: no big allocation of our own
+    if i % 1000 == 0:
+        chunks.append([])
+    x = x * 1.0
+    chunks[-1].append(x)
+root = x
+node = lambda depth: chunks[(N - 1 - depth) // 1000][(N - 1 - depth) % 1000]
+if limit == "rlimit":               # no ASan: cap the address space for the recording
+    import resource
+    def vm():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[0]) * resource.getpagesize()
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (vm() + (2 << 20), hard))
+try:
+    cmicrograd.compile(root)        # the slot arrays cannot grow: MemoryError half-way
+except MemoryError:
+    failed = True
+else:
+    failed = False
+finally:
+    if limit == "rlimit":
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+if not failed:
+    print("no MemoryError: nothing checked")
+    sys.exit(0)
+root.backward()                     # every node must still be reached
+if leaf.grad != 1.0:
+    print(f"after the MemoryError a backward misses nodes: leaf.grad {leaf.grad} != 1.0")
+    sys.exit(1)
+# a recording of the lower half (small enough for the cap) must read no stale slot
+g = cmicrograd.compile(node(70_000) * 3.0)
+g.forward()
+leaf.grad = 0.0
+g.backward()
+if leaf.grad != 3.0:
+    print(f"after the MemoryError a replay is wrong: leaf.grad {leaf.grad} != 3.0")
+    sys.exit(1)
+if limit == "rlimit":
+    g = cmicrograd.compile(root)
+    g.forward()
+    leaf.grad = 0.0
+    g.backward()
+    if leaf.grad != 1.0:
+        print(f"after the MemoryError a replay is wrong: leaf.grad {leaf.grad} != 1.0")
+        sys.exit(1)
+print("child ok")
+"""
+
+
+@scenario
+def memory_error_while_recording():
+    """compile() running out of memory half-way (a slot array cannot grow): every node
+    must keep no mark, and later recordings must work on the spare tape. Runs in a
+    child process with the allocations capped (ASan: max_allocation_size_mb=1;
+    otherwise RLIMIT_AS), so the cap cannot hit this process. Before the fix, the node
+    being given its slot kept its VISITED mark (record.pxi _walk marks it, then
+    _new_slot raises): later sorts skip it and later recordings read its stale slot."""
+    import os
+    import subprocess
+    env = dict(os.environ)
+    if "asan" in env.get("LD_PRELOAD", ""):
+        opts = env.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + \
+            "detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=1"
+        limit = "asan"
+    else:
+        limit = "rlimit"
+    r = subprocess.run([sys.executable, "-c", _MEMORY_ERROR_CHILD, limit], env=env,
+                       capture_output=True, text=True, timeout=1200)
+    out = (r.stdout + r.stderr).strip()
+    check(r.returncode == 0 and ("child ok" in out or "nothing checked" in out),
+          f"child exit status {r.returncode}: {out[-3000:]}")
+    print(out.splitlines()[-1] if out else "")
+
+
 # ---------------------------------------------------------------------------------------
 def collect():
     """Collect until the GC finds nothing more. A cycle held only by a node that is
