@@ -1197,6 +1197,61 @@ def optimizer_kernel_buffer_typecode():
         raise AssertionError("a kernel wrote doubles into an array('f')")
 
 
+class _HoldsLeafLock(Function):
+    """A Function whose backward (run with the leaf lock held) lets another thread
+    start waiting for the lock, then reveals that thread's graph."""
+    started = None
+    reveal = []  # noqa: RUF012
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2.0 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        import time
+        _HoldsLeafLock.started.set()
+        time.sleep(2.0)                 # the other thread is now waiting for the lock
+        for v in _HoldsLeafLock.reveal:
+            v._prev  # noqa: B018 (its graph is not running: detached at once)
+        return 2.0 * g
+
+
+@scenario
+def detach_while_waiting_for_leaf_lock():
+    """CompiledGraph.backward() checks the graph is recorded, then waits for the leaf
+    lock with the GIL released (graphs sharing leaves). A graph detached while it
+    waits (here by the thread holding the lock) then runs _backward on its freed,
+    zeroed tape: a store through t.G == NULL (replay.pxi: t.G[t.out_slot] = 1.0)."""
+    import cmicrograd
+    w = V(0.5)
+    out1 = _HoldsLeafLock.apply(w * 3.0)
+    out2 = (w * 4.0).tanh()
+    g1, g2 = cmicrograd.compile(out1), cmicrograd.compile(out2)
+    g1.forward()
+    g2.forward()
+    _HoldsLeafLock.started = threading.Event()
+    _HoldsLeafLock.reveal = [out2]
+    errors = []
+
+    def other():
+        _HoldsLeafLock.started.wait()
+        try:
+            g2.backward()
+        except BaseException as exc:  # noqa: BLE001 (re-raised below)
+            errors.append(exc)
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        g1.backward()
+    finally:
+        t.join()
+        _HoldsLeafLock.reveal = []
+    if errors:
+        raise errors[0]
+    check(_close(w.grad, 6.0 + 4.0 * (1 - math.tanh(2.0) ** 2)), f"both backwards ran: {w.grad}")
+    del g1, g2
+
 _MEMORY_ERROR_CHILD = r"""
 import sys
 import cmicrograd
