@@ -1079,7 +1079,7 @@ def shared_node_stale_hidden():
     g3.forward()
     g3.backward()
     del g3
-    _watchdog(120, "compile() of a graph whose node a freed graph hid")
+    _watchdog(60, "compile() of a graph whose node a freed graph hid")
     g4 = cmicrograd.compile(y)
     _watchdog_off()
     g4.forward()
@@ -1151,7 +1151,7 @@ def function_records_over_running_graph():
     cz = cmicrograd.compile(z)
     _RecordsOther.other = [cmicrograd.compile(t * 3.0)]   # detaches cz: its walk met h
     try:
-        _watchdog(120, "a replay whose Function records a graph over it")
+        _watchdog(60, "a replay whose Function records a graph over it")
         cz.forward()
         _watchdog_off()
         cz.backward()
