@@ -1252,6 +1252,22 @@ def detach_while_waiting_for_leaf_lock():
     check(_close(w.grad, 6.0 + 4.0 * (1 - math.tanh(2.0) ** 2)), f"both backwards ran: {w.grad}")
     del g1, g2
 
+@scenario
+def compiled_graph_as_attribute():
+    """A compiled graph kept as an attribute of its own output (loss.step =
+    cmicrograd.compile(loss)): the cycle loss -> record -> CompiledGraph -> loss runs
+    through the references the tape holds on its nodes, which CompiledGraph's
+    tp_traverse does not report, so the GC never frees the graph, its tape or its
+    Values (the reference engine's GC does)."""
+    import cmicrograd
+    for _ in range(20):
+        w = [V(0.1 * j) for j in range(20)]
+        loss = E.weighted_sum(w, w, V(0.0)).tanh()
+        loss.step = cmicrograd.compile(loss)
+        loss.step.forward()
+        loss.step.backward()
+        del w, loss
+
 _MEMORY_ERROR_CHILD = r"""
 import sys
 import cmicrograd
