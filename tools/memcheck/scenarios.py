@@ -1268,6 +1268,41 @@ def compiled_graph_as_attribute():
         loss.step.backward()
         del w, loss
 
+class _Reinit(Function):
+    """A Function whose forward re-initialises a node of the graph being replayed."""
+    target = []  # noqa: RUF012
+
+    @staticmethod
+    def forward(ctx, x):
+        for t in _Reinit.target:
+            t.__init__(0.0)
+        return 2.0 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        return 2.0 * g
+
+
+@scenario
+def detach_drops_last_reference():
+    """A detach that drops the last reference to a node (a node whose parent was
+    re-initialised while the detach was deferred) hands it to the deferred-free stack
+    (node.pxi release) with no outermost free to drain it: the subgraph stays alive
+    until some later Value dies, and _pending_frees() is not (0, False) back in
+    Python, as node.pxi documents it is."""
+    import cmicrograd
+    x = V(1.5)
+    t = chain((x * 2.0) + 1.0, 100).tanh()
+    z = _Reinit.apply(t)
+    g = cmicrograd.compile(z)
+    _Reinit.target = [t]
+    try:
+        g.forward()
+    finally:
+        _Reinit.target = []
+    check(E._pending_frees() == (0, False), f"pending frees after a replay: {E._pending_frees()}")
+    del g, z, t
+
 _MEMORY_ERROR_CHILD = r"""
 import sys
 import cmicrograd
