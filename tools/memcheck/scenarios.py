@@ -1303,6 +1303,16 @@ def detach_drops_last_reference():
     check(E._pending_frees() == (0, False), f"pending frees after a replay: {E._pending_frees()}")
     del g, z, t
 
+@scenario
+def fused_sum_op():
+    """Value._op on a fused sum nobody has looked inside (a linear neuron's output is
+    one): the DOT code (128, an internal op) indexes OP_SYMBOLS, a tuple of the 12
+    public ops, past its end (src/value.pxi _op: return OP_SYMBOLS[code])."""
+    s = E.weighted_sum([V(1.0), V(2.0)], [3.0, 4.0], V(0.5))
+    check(s._op == "+", f"a fused sum's op is micrograd's '+', not {s._op!r}")
+    out = nn.Neuron(3, activation="linear")([1.0, 2.0, 3.0])
+    check(out._op == "+", "a linear neuron's output")
+
 _MEMORY_ERROR_CHILD = r"""
 import sys
 import cmicrograd
