@@ -46,7 +46,7 @@
 # The whole run takes about 30 minutes (both modes, 2-core machine: the suite about
 # 7.5 minutes a mode, then the scenarios); `-- -m "not slow"` skips the suite's long
 # tests, --mode picks one mode, --no-tests runs only the scenarios (13 minutes for
-# both modes with the 31 scenarios, two of which wait for their 60 s hang watchdog in
+# both modes with the 32 scenarios, two of which wait for their 60 s hang watchdog in
 # each mode), --scenario NAME (repeatable) only the scenarios named (with --no-tests:
 # e.g. the one for the bug being fixed). One
 # scenario pins a documented limitation (see tools/valgrind.sh --help).

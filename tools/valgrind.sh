@@ -43,7 +43,7 @@
 # tests the engine the interpreter imports from the checkout instead.
 # PYTHON=... picks the interpreter (default: .venv/bin/python, venv/bin/python, python3).
 # Takes about 3 minutes per 10 scenarios (build included; 2-core machine, CPython
-# 3.11): about 17 minutes for the 31 scenarios, next to a sanitize.sh run.
+# 3.11): about 17 minutes for the 32 scenarios, next to a sanitize.sh run.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
