@@ -18,17 +18,29 @@ import sys
 import xml.etree.ElementTree as ET
 
 
+# The engine's C headers: every *.h in src/ (node.h, kernels.h, value_alloc.h, ... and any
+# added later), and the force-included tools/memcheck/asan_value_alloc.h. Their static
+# inline functions are inlined into the engine's frames, so a stack may name only the
+# header (e.g. src/node.h:33) and no _engine.c line.
+_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
+HEADERS = sorted({"node.h", "kernels.h", "value_alloc.h", "asan_value_alloc.h"}
+                 | {os.path.basename(h) for h in glob.glob(os.path.join(_SRC, "*.h"))})
+
+
 def engine_marks(start, end):
     """The engine's names in a stack frame: its shared object, its sources (_engine.c,
-    value_alloc.h and the force-included asan_value_alloc.h, *.pyx, *.pxi) and Cython's
-    C names for its functions. A source name is followed by `end` and _engine.c and
-    the function names are preceded by `start`: valgrind's XML gives each of a frame's
-    fields on its own ("^", "$"), a sanitizer's text has "file:line" ("", ":")."""
-    return re.compile(rf"cmicrograd/_engine[.\w-]*\.so|{start}_engine\.c{end}|value_alloc\.h"
+    the headers in HEADERS, *.pyx, *.pxi) and Cython's C names for its functions. A
+    source name is followed by `end`, and _engine.c, the headers and the function names
+    are preceded by `start`: valgrind's XML gives each of a frame's fields on its own
+    ("^", "$"), a sanitizer's text has "dir/file:line" (no name character before, ":")."""
+    headers = "|".join(re.escape(h) for h in HEADERS)
+    return re.compile(rf"cmicrograd/_engine[.\w-]*\.so|{start}_engine\.c{end}"
+                      rf"|{start}(?:{headers}){end}"
                       rf"|\.pyx{end}|\.pxi{end}|{start}__pyx_\w*10cmicrograd")
 
 
-ENGINE_MARKS = {"valgrind": engine_marks("^", "$"), "sanitizers": engine_marks("", ":")}
+ENGINE_MARKS = {"valgrind": engine_marks("^", "$"),
+                "sanitizers": engine_marks(r"(?<![\w.-])", ":")}
 
 
 # ---- valgrind ---------------------------------------------------------------------------
@@ -104,7 +116,7 @@ def sanitizers(logdir, label):
             errors.append((path, m.group(0)))
         for m in re.finditer(r"^(Direct|Indirect) leak of .*?(?=^\s*$)", text, BLOCKS):
             (leaks if ours_re.search(m.group(0)) else foreign).append((path, m.group(0)))
-        for m in re.finditer(r"^.*runtime error:.*?(?=^\s*$|\Z)", text, BLOCKS):
+        for m in re.finditer(r"^[^\n]*runtime error:.*?(?=^\s*$|\Z)", text, BLOCKS):
             ub.append((path, m.group(0)))
     bad = 0
     for kind, items in (("ASan error", errors), ("UBSan error", ub),
