@@ -959,6 +959,42 @@ def autograd_create_graph():
 
 
 @scenario
+def lanes_and_threads():
+    """The lane replay (src/lanes.pxi, src/lane_replay.pxi): a batch found at record
+    time, replayed on 1 and 3 threads of the pool, with a loss whose rules can raise
+    (the lanes check first, then fall back to the node-by-node replay), a second
+    backward (full mode), a write-back on detach, and lanes=False, all equal."""
+    import cmicrograd
+    from cmicrograd.optim import SGD
+    results = []
+    for lanes, threads in ((False, 1), (True, 1), (True, 3)):
+        model = nn.MLP(2, [6, 6, 1])
+        for k, p in enumerate(model.parameters()):
+            p.data = math.sin(k + 1.0) * 0.5
+        xs = [[V(math.cos(e)), V(math.sin(0.3 * e))] for e in range(24)]
+        loss = sum(((model(x) - 0.5 * (e % 3)) ** 2).log() for e, x in enumerate(xs))
+        step = cmicrograd.compile(loss, optimizer=SGD(model.parameters(), lr=0.01),
+                                  threads=threads, lanes=lanes)
+        check(step.lanes == (24 if lanes else 0), f"lanes found: {step.lanes}")
+        for _ in range(3):
+            step()
+        step.forward()
+        step.backward()
+        step.backward()
+        xs[5][0].data = 1e300                # a lane whose log overflows: forward raises
+        try:
+            step.forward()
+        except (OverflowError, ValueError):
+            pass
+        xs[5][0].data = 0.5
+        step.forward()
+        del step                             # the write-back of every hidden node
+        results.append([p.data for p in model.parameters()] + [loss.data, loss.grad])
+        del loss, xs, model
+    check(results[0] == results[1] == results[2], "lanes and threads change no bit")
+
+
+@scenario
 def optimizer_kernels():
     """The optimizers' C kernels (src/nn_helpers.pxi sgd_kernel, adam_kernel) over many
     parameters: SGD with momentum, dampening, Nesterov and weight decay, Adam, AdamW,
@@ -1116,9 +1152,14 @@ def function_reveals_fused_sum():
     _Peek.target = [s]
     try:
         g.forward()
-        g.backward()
+    except RuntimeError as exc:          # the graph cannot let go of s mid-replay
+        check("replaying right now" in str(exc), f"unexpected error: {exc}")
+    else:
+        raise AssertionError("a Function expanded a fused sum of the graph replaying it")
     finally:
         _Peek.target = []
+    g.forward()                          # the graph replays on afterwards
+    g.backward()
     del g, out, s
 
 
@@ -1152,11 +1193,17 @@ def function_records_over_running_graph():
     _RecordsOther.other = [cmicrograd.compile(t * 3.0)]   # detaches cz: its walk met h
     try:
         _watchdog(60, "a replay whose Function records a graph over it")
-        cz.forward()
+        try:
+            cz.forward()
+        except RuntimeError as exc:      # recording through the running graph's nodes
+            check("replaying right now" in str(exc), f"unexpected error: {exc}")
+        else:
+            raise AssertionError("a graph was recorded through a replaying graph's nodes")
         _watchdog_off()
-        cz.backward()
     finally:
         _RecordsOther.other = []
+    cz.forward()
+    cz.backward()
     del cz, z, t
 
 
@@ -1298,6 +1345,10 @@ def detach_drops_last_reference():
     _Reinit.target = [t]
     try:
         g.forward()
+    except RuntimeError as exc:          # re-initialising a node of the replaying graph
+        check("replaying right now" in str(exc), f"unexpected error: {exc}")
+    else:
+        raise AssertionError("a Function re-initialised a node of the graph replaying it")
     finally:
         _Reinit.target = []
     check(E._pending_frees() == (0, False), f"pending frees after a replay: {E._pending_frees()}")
