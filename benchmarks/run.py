@@ -6,7 +6,7 @@ machine's limit: PyTorch float64 on one thread, and the same step in hand-writte
     python benchmarks/run.py              # the full run (a few minutes)
     python benchmarks/run.py --quick      # the whole run in under a minute
     python benchmarks/run.py --json out.json --repeat 9
-    python benchmarks/run.py --only 9      # one row (or several: --only 1,optim_replay)
+    python benchmarks/run.py --only 12     # one row (or several: --only 1,lanes)
 
 Engines are interleaved within every repetition (their order rotates from one
 repetition to the next), so slow drifts of a noisy machine hit them all alike; each
@@ -44,11 +44,12 @@ def workloads() -> List[Workload]:
     small and has little free memory to reuse (RSS deltas would undercount); the checks
     before any timing; the 10^7 chain last. A new row is a module in bench/ with a
     WORKLOAD (see bench/workload.py), added here."""
-    from bench import (backward, build, chain, checks, cli, compile_cost, floor, gpt, memory,
-                       optim_replay, step, two_graphs)
+    from bench import (backward, build, chain, checks, cli, compile_cost, floor, gpt, lanes,
+                       memory, optim_replay, step, two_graphs)
     return [memory.WORKLOAD, checks.WORKLOAD, step.WORKLOAD, backward.WORKLOAD,
             build.WORKLOAD, floor.WORKLOAD, gpt.WORKLOAD, compile_cost.WORKLOAD,
-            optim_replay.WORKLOAD, two_graphs.WORKLOAD, cli.WORKLOAD, chain.WORKLOAD]
+            optim_replay.WORKLOAD, two_graphs.WORKLOAD, cli.WORKLOAD, lanes.WORKLOAD,
+            chain.WORKLOAD]
 
 
 def select(plan: Sequence[Workload], only: str) -> List[Workload]:
@@ -143,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="repetitions per workload (default: 7, or 3 with --quick)")
     parser.add_argument("--only", metavar="ROWS",
                         help="run only these workloads: row numbers or keys, comma-separated "
-                             "(e.g. 9, or 1,optim_replay); row 1 brings the checks it reports")
+                             "(e.g. 12, or 1,lanes); row 1 brings the checks it reports")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
