@@ -11,14 +11,20 @@ PyTorch float64 on one thread, and handwritten.c built with -O2 (as row 1c) and 
 -O3 -march=native, interleaved in one process. Before timing, every variant runs a few
 steps from the same weights: losses and weights must be equal bit for bit (PyTorch's
 only close: BLAS sums in its own order).
+
+What two threads can gain is bounded by the machine: two copies of the C -O2 step run
+at once, in two threads (ctypes releases the GIL; each copy its own .so, so its own
+static arrays), measure how much more work two cores do than one (row 12cp).
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import statistics
 import tempfile
+import threading
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import cmicrograd
@@ -49,6 +55,8 @@ TORCH, C_O2, C_NATIVE = "torch", "c_O2", "c_O3_native"
 REPLAYS = {LANES1: {"lanes": True, "threads": 1}, LANES2: {"lanes": True, "threads": 2},
            SCALAR: {"lanes": False, "threads": 1}}
 C_BUILDS = {C_O2: ("-O2",), C_NATIVE: ("-O3", "-march=native")}
+# the machine's limit for two threads: two copies of the C -O2 step at once
+C_PAIR = "c_O2_two_at_once"
 # the replay's phases, timed for the lanes (where the threads' time goes)
 PHASES = {"forward": "forward()", "forward_backward": "forward() + backward()"}
 
@@ -83,6 +91,21 @@ def c_sampler(hw: HandwrittenC, state: Any, steps: int) -> Callable[[], Sample]:
     return sample
 
 
+def c_pair_sampler(hw: HandwrittenC, state: Any, hw2: HandwrittenC, state2: Any,
+                   steps: int) -> Callable[[], Sample]:
+    """`steps` C steps in this thread and as many of the copy in another, at once (ctypes
+    releases the GIL); per step of one thread, so that one core's C time over it is the
+    speed-up two threads give, at best."""
+    def sample() -> Sample:
+        other = threading.Thread(target=hw2.train, args=(state2, steps))
+        start = clocks()
+        other.start()
+        hw.train(state, steps)
+        other.join()
+        return since(start, steps)
+    return sample
+
+
 def compiled_steps(weights: Sequence[float], hidden: Sequence[int], Xl: List[List[float]],
                    yl: List[float]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """({variant: compiled training step}, {variant: its model}): each variant its own
@@ -98,7 +121,7 @@ def compiled_steps(weights: Sequence[float], hidden: Sequence[int], Xl: List[Lis
 
 
 def measure_problem(ctx: Context, letter: str, n: int, hidden: List[int],
-                    builds: Dict[str, HandwrittenC]) -> Dict[str, Any]:
+                    builds: Dict[str, HandwrittenC], c_copy: HandwrittenC) -> Dict[str, Any]:
     log(f"12{letter}. {n} moons points, MLP(2,{hidden + [1]}) ...")
     X, y = make_moons(n, NOISE, seed=SEED)
     Xl, yl = X.tolist(), y.tolist()
@@ -156,6 +179,10 @@ def measure_problem(ctx: Context, letter: str, n: int, hidden: List[int],
         hw = builds[key]
         inner[key] = calibrate(lambda k, hw=hw, state=state: hw.train(state, k), seconds)
         samplers[key] = c_sampler(hw, state, inner[key])
+    if C_O2 in c_states and c_copy.lib is not None:
+        inner[C_PAIR] = inner[C_O2]
+        samplers[C_PAIR] = c_pair_sampler(builds[C_O2], c_states[C_O2], c_copy,
+                                          c_copy.state(weights, X, y), inner[C_PAIR])
     # the lanes' phases: forward() alone, forward() + backward() (grads accumulate, as
     # backward() does; no update), next to the whole step() above
     for key in (LANES1, LANES2):
@@ -195,14 +222,18 @@ def run(ctx: Context) -> Dict[str, Any]:
     out: Dict[str, Any] = {"unit": "seconds per step", "problems": [], "c_commands": {}}
     with tempfile.TemporaryDirectory(prefix="cmicrograd-bench-lanes-") as workdir:
         builds: Dict[Tuple[int, ...], Dict[str, HandwrittenC]] = {}
+        copies: Dict[Tuple[int, ...], HandwrittenC] = {}
+        os.mkdir(os.path.join(workdir, "copy"))
         for _, hidden, _ in PROBLEMS:
             if tuple(hidden) not in builds:
                 builds[tuple(hidden)] = {key: HandwrittenC(workdir, hidden, opt)
                                          for key, opt in C_BUILDS.items()}
                 for key, hw in builds[tuple(hidden)].items():
                     out["c_commands"][f"{key} {hidden}"] = " ".join(hw.command)
+                copies[tuple(hidden)] = HandwrittenC(os.path.join(workdir, "copy"), hidden, C_BUILDS[C_O2])
         for (letter, hidden, _), n in zip(PROBLEMS, points):
-            out["problems"].append(measure_problem(ctx, letter, n, hidden, builds[tuple(hidden)]))
+            out["problems"].append(measure_problem(ctx, letter, n, hidden, builds[tuple(hidden)],
+                                                   copies[tuple(hidden)]))
     return out
 
 
@@ -255,6 +286,9 @@ def problem_rows(p: Dict[str, Any], targets: Sequence[str]) -> List[Row]:
     tail = [exact_text(p, LANES2), lanes_text(p, LANES2)]
     if "lanes_threads" in targets:
         row[7] = f">= {sig(TARGETS['lanes_threads'])}x faster than threads=1"
+        limit = pair_speedup(p)
+        if limit is not None:
+            tail.append(f"the machine's 2 threads give {sig(limit)}x (12{L}p)")
         row[8] = "; ".join([verdict(r >= TARGETS["lanes_threads"], text)] + tail)
     else:
         row[7] = "(for comparison)"
@@ -281,7 +315,22 @@ def problem_rows(p: Dict[str, Any], targets: Sequence[str]) -> List[Row]:
         out.append([f"12{L}{suffix}. the same, {name} (ms)", "", "", "", f"{label}: {cell(s[key], 1e3)}",
                     f"{text} the lanes' time", "", "(for comparison)" if key == SCALAR else "(limit)",
                     met])
+    if "lanes_threads" in targets and C_PAIR in s:
+        paired = [2 * a / b for a, b in zip(s[C_O2], s[C_PAIR])]
+        out.append([f"12{L}p. the machine: two C -O2 steps at once, 2 threads (ms per step)", "", "", "",
+                    f"2 at once: {cell(s[C_PAIR], 1e3)}",
+                    f"2 threads do {sig(pair_speedup(p))}x ({sig(min(paired), 2)}-{sig(max(paired), 2)}) "
+                    "the work of 1", "", "(limit)", "the most 2 threads can gain here"])
     return out
+
+
+def pair_speedup(p: Dict[str, Any]) -> Any:
+    """How many times the work of one thread two do at once on this machine: 2 x the
+    C -O2 step's time over the time of the two copies' steps at once (None if not run)."""
+    s = p["samples"]
+    if C_PAIR not in s or C_O2 not in s:
+        return None
+    return 2 * statistics.median(s[C_O2]) / statistics.median(s[C_PAIR])
 
 
 def rows(result: Dict[str, Any], record: Record) -> List[Row]:
@@ -317,6 +366,10 @@ def details(result: Dict[str, Any], record: Record) -> List[str]:
         phases.append(f"whole step() {sig(one * 1e3)} / {sig(two * 1e3)} ({sig(one / two)}x)")
         lines.append(f"12{L}. the lanes' phases, ms per call, threads=1 / threads=2 (speed-up): "
                      + ", ".join(phases))
+        limit = pair_speedup(p)
+        if limit is not None:
+            lines.append(f"12{L}. the machine: two copies of the C -O2 step at once in two threads do "
+                         f"{sig(limit)}x the work of one (by wall time; the bound on a second thread's gain)")
     cmds = result["c_commands"]
     lines.append("12. C builds: " + "; ".join(f"{k}: {v.split(' -o ')[0]}" for k, v in cmds.items()))
     return lines
