@@ -6,6 +6,7 @@ machine's limit: PyTorch float64 on one thread, and the same step in hand-writte
     python benchmarks/run.py              # the full run (a few minutes)
     python benchmarks/run.py --quick      # the whole run in under a minute
     python benchmarks/run.py --json out.json --repeat 9
+    python benchmarks/run.py --only 12     # one row (or several: --only 1,lanes)
 
 Engines are interleaved within every repetition (their order rotates from one
 repetition to the next), so slow drifts of a noisy machine hit them all alike; each
@@ -43,11 +44,28 @@ def workloads() -> List[Workload]:
     small and has little free memory to reuse (RSS deltas would undercount); the checks
     before any timing; the 10^7 chain last. A new row is a module in bench/ with a
     WORKLOAD (see bench/workload.py), added here."""
-    from bench import (backward, build, chain, checks, cli, compile_cost, floor, gpt, memory,
-                       optim_replay, step, two_graphs)
+    from bench import (backward, build, chain, checks, cli, compile_cost, floor, gpt, lanes,
+                       memory, optim_replay, step, two_graphs)
     return [memory.WORKLOAD, checks.WORKLOAD, step.WORKLOAD, backward.WORKLOAD,
             build.WORKLOAD, floor.WORKLOAD, gpt.WORKLOAD, compile_cost.WORKLOAD,
-            optim_replay.WORKLOAD, two_graphs.WORKLOAD, cli.WORKLOAD, chain.WORKLOAD]
+            optim_replay.WORKLOAD, two_graphs.WORKLOAD, cli.WORKLOAD, lanes.WORKLOAD,
+            chain.WORKLOAD]
+
+
+def select(plan: Sequence[Workload], only: str) -> List[Workload]:
+    """The workloads of `plan` that `only` names (comma-separated numbers or keys: "12",
+    "lanes", "1,9"), with those they need (row 1 reads the checks), in `plan`'s order.
+    ValueError names what it does not know."""
+    wanted = {w.strip() for w in only.split(",") if w.strip()}
+    known = {str(w.number) for w in plan if w.number is not None} | {w.key for w in plan}
+    unknown = sorted(wanted - known)
+    if unknown or not wanted:
+        raise ValueError(f"unknown workload {', '.join(unknown) or '(none given)'}; choose among: "
+                         + ", ".join(f"{w.number} ({w.key})" if w.number is not None else w.key
+                                     for w in plan))
+    keys = {w.key for w in plan if w.key in wanted or str(w.number) in wanted}
+    keys |= {k for w in plan if w.key in keys for k in w.needs}
+    return [w for w in plan if w.key in keys]
 
 
 def why_not_runnable() -> Optional[str]:
@@ -124,6 +142,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="write every raw timing to PATH as JSON")
     parser.add_argument("--repeat", type=int, metavar="N",
                         help="repetitions per workload (default: 7, or 3 with --quick)")
+    parser.add_argument("--only", metavar="ROWS",
+                        help="run only these workloads: row numbers or keys, comma-separated "
+                             "(e.g. 12, or 1,lanes); row 1 brings the checks it reports")
     args = parser.parse_args(argv)
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -137,6 +158,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     cfg = settings(args.quick, args.repeat)
     plan = workloads()
+    if args.only is not None:
+        try:
+            plan = select(plan, args.only)
+        except ValueError as exc:
+            parser.error(str(exc))
     record = run(cfg, plan)
     report.print_report(record, cfg, plan)
     if args.json:

@@ -30,6 +30,11 @@ MODES = {
     "gpt_steps":     (3,                    1),           # workload 7: training steps per sample
     "first_compiles": (3,                   1),           # workload 8: fresh processes per width
     "cli_repeat":    (3,                    2),           # workload 11: runs of each mode (not --repeat)
+    # workload 12: the moons points of problems (a), (b), (c) (MLP(2,[16,16,1]) twice,
+    # then MLP(2,[64,64,1])), and how long one sample of a variant lasts (its steps per
+    # sample are set from a timed warm-up)
+    "lanes_points":  ((100, 1000, 1000),    (100, 200, 200)),
+    "lanes_sample_seconds": (0.1,           0.01),
 }
 
 
@@ -64,7 +69,13 @@ TARGETS = {"step": 50.0, "backward": 60.0, "build": 25.0, "memory": 100.0,
            "cli_default": 1.2,
            # the compiled replay (row 1r): vs the reference with GC off, how many times
            # faster than PyTorch, at most how many times the hand-written C's time
-           "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0}
+           "replay": 1000.0, "replay_vs_torch": 3.0, "replay_vs_c": 3.0,
+           # row 12: the lanes' training step (threads=1) at most this many times the
+           # hand-written C -O2's time on the demo (12a), at least this many times faster
+           # than PyTorch on the demo (12a) and on 1,000 points (12b); threads=2 at least
+           # this many times faster than threads=1 on 1,000 points, MLP(2,[64,64,1]) (12c)
+           "lanes_vs_c": 1.0, "lanes_vs_torch_demo": 10.0, "lanes_vs_torch": 3.0,
+           "lanes_threads": 1.7}
 CHAIN_LINEAR_LIMIT = 2.0  # largest chain's ns/node at most this times the smallest's
 
 # ---- variants: the keys of a workload's samples, in table order --------------------------

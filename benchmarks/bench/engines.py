@@ -22,11 +22,12 @@ from cmicrograd.train import batch_loss
 from .config import ALPHA, HIDDEN, LR, SEED
 
 # ---- the weights every engine starts from -----------------------------------------------
-def initial_weights() -> List[float]:
-    """MLP(2, [16, 16, 1])'s initial weights after random.seed(SEED), in micrograd's
-    parameter order (layer -> neuron -> (w..., b)); every engine starts from these."""
+def initial_weights(hidden: Sequence[int] = HIDDEN) -> List[float]:
+    """MLP(2, hidden + [1])'s initial weights after random.seed(SEED) (row 1's MLP(2,
+    [16, 16, 1]) by default), in micrograd's parameter order (layer -> neuron -> (w...,
+    b)); every engine starts from these."""
     random.seed(SEED)
-    return [p.data for p in reference_nn.MLP(2, HIDDEN + [1]).parameters()]
+    return [p.data for p in reference_nn.MLP(2, list(hidden) + [1]).parameters()]
 
 
 def load_weights(params: Sequence[Any], weights: Sequence[float]) -> None:
@@ -50,10 +51,11 @@ def layer_blocks(weights: Sequence[float], sizes: Sequence[int]):
 
 
 # ---- cmicrograd: eager and replayed -----------------------------------------------------
-def cm_model(nn_module: Any, weights: Sequence[float]) -> Any:
-    """An MLP of `nn_module` (cmicrograd.nn or cmicrograd.reference.nn) with `weights`."""
+def cm_model(nn_module: Any, weights: Sequence[float], hidden: Sequence[int] = HIDDEN) -> Any:
+    """An MLP(2, hidden + [1]) of `nn_module` (cmicrograd.nn or cmicrograd.reference.nn)
+    with `weights`."""
     random.seed(SEED)
-    model = nn_module.MLP(2, HIDDEN + [1])
+    model = nn_module.MLP(2, list(hidden) + [1])
     load_weights(model.parameters(), weights)
     return model
 
@@ -155,14 +157,16 @@ def torch_module():
     return torch
 
 
-def torch_step_factory(weights: Sequence[float], X: np.ndarray, y: np.ndarray) -> Callable[[], float]:
+def torch_step_factory(weights: Sequence[float], X: np.ndarray, y: np.ndarray,
+                       hidden: Sequence[int] = HIDDEN) -> Callable[[], float]:
     """The same step vectorised in PyTorch float64 on one thread: X @ W.T + b, relu,
-    hinge loss, L2, backward, SGD."""
+    hinge loss, L2, backward, SGD; for MLP(2, hidden + [1]) (`weights` in micrograd's
+    order, as initial_weights(hidden) gives them)."""
     torch = torch_module()
     torch.set_num_threads(1)
     dt = torch.float64
     params = []
-    for rows, bias in layer_blocks(weights, [2] + HIDDEN + [1]):
+    for rows, bias in layer_blocks(weights, [2] + list(hidden) + [1]):
         params.append(torch.tensor(rows, dtype=dt, requires_grad=True))
         params.append(torch.tensor(bias, dtype=dt, requires_grad=True))
     Xt = torch.tensor(X, dtype=dt)

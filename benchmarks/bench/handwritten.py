@@ -19,23 +19,34 @@ SOURCE = Path(__file__).resolve().parent.parent / "handwritten.c"
 
 
 class HandwrittenC:
-    """handwritten.c, compiled into `workdir`; hw_train runs N steps inside C and returns
-    the seconds they took. When it cannot be compiled, `lib` is None and `error` says
-    why (the C row is then skipped, with that reason)."""
+    """handwritten.c, compiled into `workdir` for MLP(2, hidden + [1]) (row 1's by
+    default; other sizes through -DH1/-DH2) with `opt` as its optimisation flags (-O2 by
+    default; -ffp-contract=off -fno-builtin-pow always); hw_train runs N steps inside C
+    and returns the seconds they took. When it cannot be compiled, `lib` is None and
+    `error` says why (the C row is then skipped, with that reason)."""
 
-    FLAGS = ["-O2", "-ffp-contract=off", "-fno-builtin-pow", "-shared", "-fPIC"]
+    OPT = ("-O2",)
+    FLAGS = ["-ffp-contract=off", "-fno-builtin-pow", "-shared", "-fPIC"]
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, hidden: Sequence[int] = HIDDEN,
+                 opt: Sequence[str] = OPT) -> None:
         self.error: Optional[str] = None
         self.lib = None
+        self.hidden = list(hidden)
+        self.opt = list(opt)
         self.compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         self.command: List[str] = []
         self.compiler_version = ""
         if not self.compiler:
             self.error = "no C compiler (cc) found"
             return
-        so = os.path.join(workdir, "handwritten.so")
-        self.command = [self.compiler, *self.FLAGS, "-o", so, str(SOURCE)]
+        if len(self.hidden) != 2:
+            raise ValueError(f"handwritten.c has two hidden layers, not {self.hidden}")
+        # one file per build: several may be loaded at once (ctypes loads them RTLD_LOCAL)
+        tag = "_".join(str(h) for h in self.hidden) + "".join(f.strip("-=").replace("=", "_") for f in self.opt)
+        so = os.path.join(workdir, f"handwritten_{tag}.so")
+        sizes_flags = [] if self.hidden == HIDDEN else [f"-DH1={self.hidden[0]}", f"-DH2={self.hidden[1]}"]
+        self.command = [self.compiler, *self.opt, *self.FLAGS, *sizes_flags, "-o", so, str(SOURCE)]
         try:
             self.compiler_version = subprocess.run(
                 [self.compiler, "--version"], capture_output=True, text=True, timeout=30
@@ -60,7 +71,7 @@ class HandwrittenC:
         lib.hw_sizes.argtypes = [ctypes.POINTER(ctypes.c_int)]
         sizes = (ctypes.c_int * 3)()
         self.max_rows = lib.hw_sizes(sizes)
-        if list(sizes) != [2] + HIDDEN:
+        if list(sizes) != [2] + self.hidden:
             self.error = f"handwritten.c is built for MLP({sizes[0]}, [{sizes[1]}, {sizes[2]}, 1])"
             return
         self.lib = lib

@@ -112,4 +112,4 @@ def rows(result: Dict[str, Any], record: Record) -> List[Row]:
     return out
 
 
-WORKLOAD = Workload(key="step", number=1, run=run, rows=rows)
+WORKLOAD = Workload(key="step", number=1, run=run, rows=rows, needs=("checks",))

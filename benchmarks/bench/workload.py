@@ -5,7 +5,7 @@ table it gives. benchmarks/run.py lists the workloads it runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -47,13 +47,15 @@ class Workload:
     lines under the table; both may read other workloads' results in `record` (the
     step's rows read the checks). `number` places them: rows and details go in the
     order of the numbers, and a workload without one (the checks) prints its details
-    after the numbered ones and has no row.
+    after the numbered ones and has no row. `needs` lists the keys of the workloads
+    whose results its rows read: `run.py --only` runs them too.
     """
     key: str
     run: Callable[[Context], Dict[str, Any]]
     rows: Callable[[Dict[str, Any], Record], List[Row]] = no_rows
     details: Callable[[Dict[str, Any], Record], List[str]] = no_details
     number: Optional[int] = None
+    needs: Tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
