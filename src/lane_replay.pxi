@@ -13,6 +13,8 @@ cdef struct LaneTask:          # one lane replay phase, split between threads
     double* G
     double* dot_g1
     int phase                  # FORWARD_LANES, BACKWARD_LANES or REDUCE
+    long next                  # the next chunk to take
+    Py_ssize_t chunk           # lanes (or jobs) a chunk
     int err[64]                # per part: an error (forward, backward rules)
 
 cdef enum:
@@ -122,10 +124,16 @@ cdef void _lanes_backward(LanePlan* p, double* D, double* G, double* dot_g1, Py_
     cdef double* ga
     cdef double* gb
     cdef double dummy
-    for i in range(p.n_items):
+    i = 0
+    while i < p.n_items:
         item = &p.items[i]
         op = &p.ops[item.op]
         g = G + op.out.slot + e0
+        i += 1
+        if item.run > 1:
+            _layer_backward(p, D, G, item, e0, e1, err)
+            i += item.run - 1
+            continue
         if op.code == DOT:
             g1 = p.buf + item.op * E + e0
             gp = p.buf + p.gp_at + item.op * E + e0
@@ -180,22 +188,84 @@ cdef void _lanes_backward(LanePlan* p, double* D, double* G, double* dot_g1, Py_
                 return
 
 
+cdef void _layer_backward(LanePlan* p, double* D, double* G, LaneItem* first, Py_ssize_t e0,
+                          Py_ssize_t e1, int* err) noexcept nogil:
+    """A run of fused sums over the same inputs (lanes.pxi _find_layers), over lanes
+    e0..e1-1: each sum's activation and g first (they touch only its own slots), then
+    for each input j the run's additions D[w_kj] * gp_k into G[x_j], k in item order."""
+    cdef Py_ssize_t n = e1 - e0, k, j, e, E = p.E, m = first.run
+    cdef double* targets[MAX_LAYER_INPUTS]
+    cdef LaneItem* item
+    cdef LaneOp* op
+    cdef double* g
+    for k in range(m):
+        item = first + k
+        op = &p.ops[item.op]
+        g = G + op.out.slot + e0
+        if op.act == RELU:
+            cm_lk.relu_bw(g, D + op.act_out.slot + e0, G + op.act_out.slot + e0, n)
+        elif op.act:
+            for e in range(n):
+                backward_rule(op.act, D[op.out.slot + e0 + e], 0.0, 0.0,
+                              D[op.act_out.slot + e0 + e], G[op.act_out.slot + e0 + e],
+                              &g[e], NULL, err)
+        cm_lk.copy(p.buf + item.op * E + e0, g, n)
+        cm_lk.plus0(p.buf + p.gp_at + item.op * E + e0, g, n)
+        if op.a.kind == LANE:               # a lane bias (a shared one is a job)
+            cm_lk.acc(G + op.a.slot + e0, p.buf + (0 if op.n == 1 else p.gp_at) + item.op * E + e0, n)
+    op = &p.ops[first.op]
+    for j in range(op.n):                   # (distinct inputs: any order of j)
+        targets[j] = G + p.terms[op.term + j].x.slot + e0
+    cm_lk.axpy_run(targets, op.n, p.wT + first.wt, p.buf + p.gp_at + first.op * E + e0,
+                   (first[1].op - first.op) * E, m, n)
+
+
+cdef void lanes_gather_weights(LanePlan* p, double* D) noexcept nogil:
+    """Before a lane backward: each run's weights, term-major (wT[j * m + k] = w_kj)."""
+    cdef Py_ssize_t i, j, k, m
+    cdef LaneItem* first
+    cdef LaneOp* op
+    for i in range(p.n_items):
+        first = &p.items[i]
+        if first.run > 1:
+            m = first.run
+            for k in range(m):
+                op = &p.ops[first[k].op]
+                for j in range(op.n):
+                    p.wT[first.wt + j * m + k] = D[p.terms[op.term + j].w.slot]
+
+
 cdef void _lanes_task(void* arg, int part, int nparts) noexcept nogil:
-    """One thread's part of a phase: a block of lanes, or of the reduction's jobs."""
+    """One thread's part of a phase: chunks of lanes, or of the reduction's jobs, taken
+    one after the other until none is left (or, without atomics, an even share)."""
     cdef LaneTask* task = <LaneTask*>arg
     cdef LanePlan* p = task.plan
-    cdef Py_ssize_t lo, hi, blocks
+    cdef Py_ssize_t n = p.n_jobs if task.phase == REDUCE else p.E, lo, hi
+    cdef long c
     task.err[part] = 0
-    if task.phase == REDUCE:
-        lo = _split(p.n_jobs, part, nparts)
-        hi = _split(p.n_jobs, part + 1, nparts)
-        cm_lk.reduce(task.G, task.D, p.jobs + lo, hi - lo, p.buf, p.E)
+    if nparts == 1:
+        _lanes_chunk(task, 0, n, part)
         return
-    lo = _split(p.E, part, nparts)
-    hi = _split(p.E, part + 1, nparts)
+    while True:
+        # the lanes: each thread the same share in every phase (its cache holds them);
+        # the reduction, which reads every lane anyway: chunks for whoever is free
+        c = cm_next_chunk(&task.next) if task.phase == REDUCE else -1
+        if c < 0:                       # no atomics: an even share
+            _lanes_chunk(task, _split(n, part, nparts), _split(n, part + 1, nparts), part)
+            return
+        lo = c * task.chunk
+        if lo >= n or task.err[part]:
+            return
+        _lanes_chunk(task, lo, min(n, lo + task.chunk), part)
+
+
+cdef inline void _lanes_chunk(LaneTask* task, Py_ssize_t lo, Py_ssize_t hi, int part) noexcept nogil:
+    cdef LanePlan* p = task.plan
     if hi <= lo:
         return
-    if task.phase == FORWARD_LANES:
+    if task.phase == REDUCE:
+        cm_lk.reduce(task.G, task.D, p.jobs + lo, hi - lo, p.buf, p.E)
+    elif task.phase == FORWARD_LANES:
         _lanes_forward(p, task.D, task.G, lo, hi, &task.err[part])
     else:
         _lanes_backward(p, task.D, task.G, task.dot_g1, lo, hi, &task.err[part])
@@ -217,13 +287,21 @@ cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
     and each shared grad is one job's, whatever thread runs it."""
     cdef LaneTask task
     cdef int i, parts, failed = 0
-    cdef Py_ssize_t work = p.n_jobs if phase == REDUCE else (p.E + LANE_BLOCK - 1) // LANE_BLOCK
-    parts = <int>min(<Py_ssize_t>min(threads, 64), max(work, 1))
+    cdef Py_ssize_t work = p.E * (p.n_jobs if phase == REDUCE else p.n_ops + p.n_terms)
+    # threads is a maximum: each part gets at least MIN_PART_WORK lane operations (less
+    # is over before a thread could take it), and at least LANE_BLOCK lanes or jobs
+    parts = <int>min(<Py_ssize_t>min(threads, 64), max(work // MIN_PART_WORK, 1),
+                     max((p.n_jobs if phase == REDUCE else p.E) // LANE_BLOCK, 1))
     task.plan = p
     task.D = D
     task.G = G
     task.dot_g1 = dot_g1
     task.phase = phase
+    if phase == BACKWARD_LANES and p.n_wt:
+        lanes_gather_weights(p, D)
+    task.next = 0           # chunks: about four per part, whole LANE_BLOCKs (16 jobs)
+    task.chunk = (p.n_jobs if phase == REDUCE else p.E) // (4 * parts) + 1
+    task.chunk = (task.chunk + 15) // 16 * 16
     cm_pool_run(_lanes_task, &task, parts)
     for i in range(parts):
         failed |= task.err[i]

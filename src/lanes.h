@@ -16,6 +16,9 @@
 #include <Python.h>
 #include <pythread.h>
 #include <string.h>
+#ifndef _WIN32
+#include <sched.h>
+#endif
 #include "kernels.h"   /* CM_RESTRICT */
 
 /* a shared slot's grad, the sum over examples of one contribution each */
@@ -64,6 +67,8 @@ typedef struct {
     void (*axpy_sl)(double *, double, const double *, Py_ssize_t);
     void (*axpy_ls)(double *, const double *, double, Py_ssize_t);
     void (*axpy_ll)(double *, const double *, const double *, Py_ssize_t);
+    void (*axpy_run)(double *const *, Py_ssize_t, const double *, const double *, Py_ssize_t,
+                     Py_ssize_t, Py_ssize_t);
     void (*reduce)(double *, const double *, const cm_lane_job *, Py_ssize_t, const double *, Py_ssize_t);
 } cm_lane_kernels;
 
@@ -71,7 +76,7 @@ typedef struct {
     cm_lk_copy_##sfx, cm_lk_fill_##sfx, cm_lk_add_##sfx, cm_lk_mul_##sfx, cm_lk_relu_##sfx, \
     cm_lk_dot_sl_##sfx, cm_lk_dot4_sl_##sfx, cm_lk_dot_ls_##sfx, cm_lk_dot_ll_##sfx, cm_lk_acc_##sfx, \
     cm_lk_plus0_##sfx, cm_lk_relu_bw_##sfx, cm_lk_axpy_sl_##sfx, cm_lk_axpy_ls_##sfx, \
-    cm_lk_axpy_ll_##sfx, cm_lk_reduce_##sfx }
+    cm_lk_axpy_ll_##sfx, cm_lk_axpy_run_##sfx, cm_lk_reduce_##sfx }
 
 static const cm_lane_kernels cm_lanes_base = CM_KERNEL_TABLE(base);
 #if CM_HAVE_AVX2_KERNELS
@@ -93,19 +98,58 @@ static const char *cm_lanes_select(int allow) {
     return "baseline";
 }
 
-/* ---- the worker pool ---- */
+/* ---- the worker pool ----
+ * Handing a part to a sleeping thread costs tens of microseconds (waking it), more than
+ * a small replay takes. So a worker that finished spins for a while (CM_SPIN_NS) on its
+ * generation counter before it sleeps on its lock, and the caller spins until the parts
+ * are done: back-to-back phases (forward, backward, the reduction, the next step) hand
+ * over in about a microsecond. Where the compiler offers no atomics (MSVC), the workers
+ * only sleep and wake through their locks: slower hand-offs, the same results. */
 typedef void (*cm_task)(void *arg, int part, int nparts);
 
 #define CM_MAX_WORKERS 64
+#if defined(__GNUC__) || defined(__clang__)
+#define CM_ATOMICS 1
+#ifdef _WIN32
+#include <windows.h>   /* SwitchToThread */
+#endif
+#define CM_LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define CM_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define CM_XCHG(p, v) __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
+#if defined(__x86_64__) || defined(__i386__)
+#define CM_PAUSE() __builtin_ia32_pause()
+#else
+#define CM_PAUSE() ((void)0)
+#endif
+#else
+#define CM_ATOMICS 0
+#endif
+#define CM_SPINS 20000            /* pause-loops a worker waits before it sleeps (~0.1 ms) */
+
+/* The next chunk of a phase's work for whichever thread asks (threads of unequal speed
+ * share it evenly); without atomics, -1: the caller splits the work evenly instead. */
+static inline long cm_next_chunk(long *next) {
+#if CM_ATOMICS
+    return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+#else
+    (void)next;
+    return -1;
+#endif
+}
+
 typedef struct {
-    PyThread_type_lock go, done;   /* go: released to start a part; done: released when finished */
+    PyThread_type_lock go, done;   /* go: released to wake it; done: (no atomics) finished */
     cm_task task;
     void *arg;
     int part, nparts;
+    long gen;                      /* the caller's latest task for it */
+    long done_gen;                 /* the last task it finished */
+    int sleeping;                  /* 1 while it sleeps (or is about to) on go */
 } cm_worker;
 
 static cm_worker cm_workers[CM_MAX_WORKERS];
 static int cm_n_workers = 0;
+static long cm_pool_gen = 0;
 static PyThread_type_lock cm_pool_lock = NULL;   /* one replay at a time uses the pool */
 static long cm_pool_pid = 0;                      /* the process that started the workers */
 
@@ -126,11 +170,33 @@ static int cm_pool_init(void) {
 
 static void cm_worker_main(void *p) {
     cm_worker *w = (cm_worker *)p;
+#if CM_ATOMICS
+    long seen = 0;
+    for (;;) {
+        int i;
+        long gen = CM_LOAD(&w->gen);
+        for (i = 0; gen == seen && i < CM_SPINS; i++) {
+            CM_PAUSE();
+            gen = CM_LOAD(&w->gen);
+        }
+        if (gen == seen) {                       /* nothing came: sleep until woken */
+            CM_STORE(&w->sleeping, 1);
+            gen = CM_LOAD(&w->gen);
+            if (gen == seen || CM_XCHG(&w->sleeping, 0) == 0)
+                PyThread_acquire_lock(w->go, WAIT_LOCK);   /* (the caller released it) */
+            gen = CM_LOAD(&w->gen);
+        }
+        seen = gen;
+        w->task(w->arg, w->part, w->nparts);
+        CM_STORE(&w->done_gen, seen);
+    }
+#else
     for (;;) {
         PyThread_acquire_lock(w->go, WAIT_LOCK);
         w->task(w->arg, w->part, w->nparts);
         PyThread_release_lock(w->done);
     }
+#endif
 }
 
 /* Start workers until there are n (returns how many there are). */
@@ -138,6 +204,7 @@ static int cm_pool_grow(int n) {
     if (n > CM_MAX_WORKERS) n = CM_MAX_WORKERS;
     while (cm_n_workers < n) {
         cm_worker *w = &cm_workers[cm_n_workers];
+        memset(w, 0, sizeof(*w));
         w->go = PyThread_allocate_lock();
         w->done = PyThread_allocate_lock();
         if (w->go == NULL || w->done == NULL) break;
@@ -149,11 +216,42 @@ static int cm_pool_grow(int n) {
     return cm_n_workers;
 }
 
+static void cm_start(cm_worker *w, long gen) {
+#if CM_ATOMICS
+    CM_STORE(&w->gen, gen);
+    if (CM_XCHG(&w->sleeping, 0) == 1) PyThread_release_lock(w->go);
+#else
+    (void)gen;
+    PyThread_release_lock(w->go);
+#endif
+}
+
+static void cm_wait(cm_worker *w, long gen) {
+#if CM_ATOMICS
+    long i;
+    for (i = 0; CM_LOAD(&w->done_gen) != gen; i++) {
+        if (i < CM_SPINS) {
+            CM_PAUSE();
+        } else {                                  /* a long part: let others run */
+#ifdef _WIN32
+            SwitchToThread();
+#else
+            sched_yield();
+#endif
+        }
+    }
+#else
+    (void)gen;
+    PyThread_acquire_lock(w->done, WAIT_LOCK);
+#endif
+}
+
 /* Run task(arg, i, nparts) for i in [0, nparts): part 0 on the calling thread, the
  * others on workers; return when all are done. With fewer workers than asked for (no
  * threads to be had), the caller runs the missing parts itself: same result. */
 static void cm_pool_run(cm_task task, void *arg, int nparts) {
     int i, have;
+    long gen;
     if (nparts <= 1) {
         task(arg, 0, 1);
         return;
@@ -176,17 +274,18 @@ static void cm_pool_run(cm_task task, void *arg, int nparts) {
     }
     PyThread_acquire_lock(cm_pool_lock, WAIT_LOCK);
     have = cm_pool_grow(nparts - 1);
+    gen = ++cm_pool_gen;
     for (i = 1; i < nparts && i - 1 < have; i++) {
         cm_worker *w = &cm_workers[i - 1];
         w->task = task;
         w->arg = arg;
         w->part = i;
         w->nparts = nparts;
-        PyThread_release_lock(w->go);
+        cm_start(w, gen);
     }
     task(arg, 0, nparts);
     for (i = have + 1; i < nparts; i++) task(arg, i, nparts);
-    for (i = 1; i < nparts && i - 1 < have; i++) PyThread_acquire_lock(cm_workers[i - 1].done, WAIT_LOCK);
+    for (i = 1; i < nparts && i - 1 < have; i++) cm_wait(&cm_workers[i - 1], gen);
     PyThread_release_lock(cm_pool_lock);
 }
 

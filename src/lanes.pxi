@@ -50,12 +50,15 @@ cdef extern from "lanes.h":
         void axpy_sl(double*, double, const double*, Py_ssize_t) noexcept nogil
         void axpy_ls(double*, const double*, double, Py_ssize_t) noexcept nogil
         void axpy_ll(double*, const double*, const double*, Py_ssize_t) noexcept nogil
+        void axpy_run(double* const*, Py_ssize_t, const double*, const double*, Py_ssize_t,
+                      Py_ssize_t, Py_ssize_t) noexcept nogil
         void reduce(double*, const double*, const cm_lane_job*, Py_ssize_t, const double*,
                     Py_ssize_t) noexcept nogil
     const cm_lane_kernels* cm_lk
     const char* cm_lanes_select(int allow) noexcept
     ctypedef void (*cm_task)(void* arg, int part, int nparts) noexcept nogil
     void cm_pool_run(cm_task task, void* arg, int nparts) noexcept nogil
+    long cm_next_chunk(long* next) noexcept nogil
     int cm_pool_init() noexcept
 
 
@@ -65,6 +68,8 @@ cdef enum:
     MIN_LANES = 8   # fewer examples than this: not worth it
     MAX_CHAINS_TRIED = 4
     LANE_BLOCK = 8  # threads split the lanes at multiples of this
+    MIN_PART_WORK = 32768   # lane operations below which another thread does not pay
+    MAX_LAYER_INPUTS = 1024 # a layer of wider neurons runs item by item
 
 cdef struct LaneRef:
     int32_t kind
@@ -84,14 +89,18 @@ cdef struct LaneTerm:
 
 cdef struct LaneItem:          # a template backward item: steps hi..lo of op (-1: plain op)
     int32_t op, hi, lo
+    int32_t run                # > 1: the first of that many fused sums run as one (see
+    int32_t wt                 # _find_layers), their weights at wt in LanePlan.wT
 
 cdef struct LanePlan:
     Py_ssize_t E               # lanes: examples
-    Py_ssize_t n_ops, n_items, n_jobs, n_rows
+    Py_ssize_t n_ops, n_items, n_jobs, n_rows, n_terms
     LaneOp* ops
     LaneTerm* terms
     LaneItem* items
     cm_lane_job* jobs          # the shared slots' grads, after the lanes
+    double* wT                 # the weights of each run of items, term-major (gathered
+    Py_ssize_t n_wt            # before each lane backward)
     Py_ssize_t entry_start, entry_stop   # the examples' entries in the tape (e-major)
     Py_ssize_t prog_start, prog_stop     # the program's items from the examples' first to last
     BwItem* chain              # the items among them that are not the examples' (the sum's
@@ -111,6 +120,7 @@ cdef void lanes_free(LanePlan* plan) noexcept nogil:
         free(plan.jobs)
         free(plan.buf)
         free(plan.chain)
+        free(plan.wT)
         free(plan)
 
 
@@ -543,6 +553,8 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         _permute_entries(t, new_entry)
         _renumber_slots(t, new_slot)
         _describe_template(plan, t, T * E)
+        _hoist_steps(plan, T)
+        _find_layers(plan)
         ok = True
         return plan
     finally:
@@ -630,6 +642,177 @@ cdef void _describe_template(LanePlan* plan, Tape* t, Py_ssize_t lane_slots) noe
             _add_job(plan, &n_jobs, CM_JOB_ROW, op.b.slot, 0, plan.rows_at + op.rb * E)
     plan.n_jobs = n_jobs
     plan.n_rows = n_rows
+    plan.n_terms = j
+
+
+cdef void _hoist_steps(LanePlan* plan, Py_ssize_t T) noexcept nogil:
+    """Reorder the template's backward items so that a layer's fused sums come one after
+    the other. micrograd's order interleaves them with the steps of the sum that reads
+    them (the next layer's neuron): its step j, then the neuron that made x_j, then step
+    j - 1, ... A window of such items becomes: the steps first, then the layer. Valid
+    when no step writes what a layer item before it reads or writes (a step writes only
+    G[x_j], its weight's grad being a job): checked, slot by slot."""
+    cdef Py_ssize_t i, j, k, q, nW, last
+    cdef LaneItem* it
+    cdef LaneOp* c
+    cdef LaneOp* w0
+    cdef LaneOp* w
+    cdef LaneItem* tmp
+    cdef uint8_t* touched = <uint8_t*>calloc(T + 1, 1)   # template slots a layer item uses
+    cdef bint ok
+    if touched == NULL:
+        return
+    tmp = <LaneItem*>malloc(plan.n_items * sizeof(LaneItem) + 1)
+    if tmp == NULL:
+        free(touched)
+        return
+    i = 0
+    while i < plan.n_items:
+        it = &plan.items[i]
+        c = &plan.ops[it.op]
+        if not _single_step(plan, it):
+            i += 1
+            continue
+        j = i + 1
+        last = it.hi
+        nW = 0
+        w0 = NULL
+        while j < plan.n_items:
+            if (plan.items[j].op == it.op and plan.items[j].hi < last
+                    and _single_step(plan, &plan.items[j])):
+                last = plan.items[j].hi
+            elif (_whole_layer_item(plan, &plan.items[j]) and plan.items[j].op != it.op
+                    and (w0 == NULL or _same_inputs(plan, w0, &plan.ops[plan.items[j].op]))):
+                if w0 == NULL:
+                    w0 = &plan.ops[plan.items[j].op]
+                nW += 1
+            else:
+                break
+            j += 1
+        if nW >= 2:
+            # check: each step's x_j is untouched by the layer items before it
+            ok = True
+            memset(touched, 0, T + 1)
+            for k in range(i, j):
+                if plan.items[k].op == it.op:
+                    if touched[c_x_slot(plan, c, plan.items[k].hi) // plan.E]:
+                        ok = False
+                        break
+                else:
+                    w = &plan.ops[plan.items[k].op]
+                    touched[w.out.slot // plan.E] = 1
+                    touched[w.act_out.slot // plan.E] = 1
+                    if w.a.kind == LANE:
+                        touched[w.a.slot // plan.E] = 1
+                    for q in range(w.n):
+                        touched[plan.terms[w.term + q].x.slot // plan.E] = 1
+            if ok:
+                q = 0
+                for k in range(i, j):          # the steps, then the layer, each in order
+                    if plan.items[k].op == it.op:
+                        tmp[q] = plan.items[k]
+                        q += 1
+                for k in range(i, j):
+                    if plan.items[k].op != it.op:
+                        tmp[q] = plan.items[k]
+                        q += 1
+                memcpy(&plan.items[i], tmp, (j - i) * sizeof(LaneItem))
+        i = j
+    free(touched)
+    free(tmp)
+
+
+cdef inline bint _single_step(LanePlan* plan, LaneItem* it) noexcept nogil:
+    """One step j of a fused sum whose only lane write is G[x_j]: a shared weight, a lane
+    input, and at step 0 a shared bias."""
+    cdef LaneOp* op = &plan.ops[it.op]
+    cdef LaneTerm* term
+    if op.code != DOT or it.hi != it.lo or it.hi < 0:
+        return False
+    term = &plan.terms[op.term + it.hi]
+    return term.w.kind == SHARED and term.x.kind == LANE and (it.hi != 0 or op.a.kind == SHARED)
+
+
+cdef inline int32_t c_x_slot(LanePlan* plan, LaneOp* op, Py_ssize_t j) noexcept nogil:
+    return plan.terms[op.term + j].x.slot
+
+
+cdef void _find_layers(LanePlan* plan) noexcept nogil:
+    """Mark runs of consecutive backward items that are whole fused sums over the same
+    inputs: the neurons of one layer. Each item adds D[w_kj] * gp_k into G[x_j] for every
+    j; the lane backward runs a run j by j instead, adding the run's k one after the
+    other (the same additions into each G[x_j], in the same order), with G[x_j] held in
+    registers. Needs: shared weights, lane inputs, the same inputs in the same order,
+    none twice, none the run's own sums or biases, consecutive template ops."""
+    cdef Py_ssize_t i, m, j, q, n, step, total = 0
+    cdef LaneItem* first
+    cdef LaneOp* op
+    cdef LaneOp* op0
+    for i in range(plan.n_items):
+        plan.items[i].run = 0
+    i = 0
+    while i < plan.n_items:
+        first = &plan.items[i]
+        op0 = &plan.ops[first.op]
+        m = 1
+        if _whole_layer_item(plan, first):
+            n = op0.n
+            step = plan.items[i + 1].op - first.op if i + 1 < plan.n_items else 0
+            while (i + m < plan.n_items and (step == 1 or step == -1)
+                   and plan.items[i + m].op == first.op + m * step
+                   and _whole_layer_item(plan, &plan.items[i + m])
+                   and _same_inputs(plan, op0, &plan.ops[plan.items[i + m].op])):
+                m += 1
+            if m > 1 and n <= MAX_LAYER_INPUTS and _inputs_apart(plan, i, m):
+                first.run = <int32_t>m
+                first.wt = <int32_t>total
+                total += m * n
+        i += m
+    plan.n_wt = total
+    plan.wT = <double*>malloc(total * sizeof(double) + 8) if total else NULL
+    if total and plan.wT == NULL:
+        for i in range(plan.n_items):
+            plan.items[i].run = 0       # (no memory: the items one by one, as before)
+
+
+cdef inline bint _whole_layer_item(LanePlan* plan, LaneItem* item) noexcept nogil:
+    """A fused sum's one item (all its steps) with shared weights and lane inputs."""
+    cdef LaneOp* op = &plan.ops[item.op]
+    cdef Py_ssize_t j
+    if op.code != DOT or item.hi != op.n - 1 or item.lo != 0:
+        return False
+    for j in range(op.n):
+        if plan.terms[op.term + j].w.kind != SHARED or plan.terms[op.term + j].x.kind != LANE:
+            return False
+    return True
+
+
+cdef inline bint _same_inputs(LanePlan* plan, LaneOp* a, LaneOp* b) noexcept nogil:
+    cdef Py_ssize_t j
+    if a.n != b.n:
+        return False
+    for j in range(a.n):
+        if plan.terms[a.term + j].x.slot != plan.terms[b.term + j].x.slot:
+            return False
+    return True
+
+
+cdef bint _inputs_apart(LanePlan* plan, Py_ssize_t i, Py_ssize_t m) noexcept nogil:
+    """The run's inputs are distinct, and none is a sum, activation or bias of the run."""
+    cdef LaneOp* op0 = &plan.ops[plan.items[i].op]
+    cdef LaneOp* op
+    cdef Py_ssize_t j, q, k
+    cdef int32_t x
+    for j in range(op0.n):
+        x = plan.terms[op0.term + j].x.slot
+        for q in range(j):
+            if plan.terms[op0.term + q].x.slot == x:
+                return False
+        for k in range(m):
+            op = &plan.ops[plan.items[i + k].op]
+            if x == op.out.slot or x == op.act_out.slot or (op.a.kind == LANE and x == op.a.slot):
+                return False
+    return True
 
 
 cdef inline void _add_job(LanePlan* plan, Py_ssize_t* n, int kind, int32_t target, int32_t src,

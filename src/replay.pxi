@@ -804,3 +804,4 @@ cdef object _check_optimizer(object optimizer, type value_type):
     from cmicrograd._engines import check_optimizer
 
     return check_optimizer(optimizer, value_type)
+
