@@ -79,7 +79,10 @@ CM_TARGET static void CM_K(axpy_ll)(double *g, const double *u, const double *v,
  * Four inputs and eight lanes at a time: 4 x 8 sums held in registers, so that the
  * additions of different sums overlap (each sum's chain is as long as the layer). */
 #if defined(__GNUC__) || defined(__clang__)
+#ifndef CM_V4D_DEFINED
+#define CM_V4D_DEFINED
 typedef double cm_v4d __attribute__((vector_size(32), aligned(8)));
+#endif
 #define CM_LD(p) (*(const cm_v4d *)(p))
 #define CM_ST(p, v) (*(cm_v4d *)(p) = (v))
 CM_TARGET static void CM_K(axpy_run)(double *const *g, Py_ssize_t nj, const double *w,
@@ -122,6 +125,97 @@ CM_TARGET static void CM_K(axpy_run)(double *const *g, Py_ssize_t nj, const doub
         }
     }
 }
+
+/* a layer's forward: out_k[e] = b[k] + w_k[0] * x_0[e] + w_k[1] * x_1[e] + ..., left to
+ * right, for m neurons over the same n inputs (w_k = w + k * n); four neurons by eight
+ * lanes in registers, so that the sums' chains overlap */
+CM_TARGET static void CM_K(layer_forward)(double *const *out, const double *b, const double *w,
+                                          const double *const *x, Py_ssize_t m, Py_ssize_t n,
+                                          Py_ssize_t len) {
+    Py_ssize_t k = 0, e, j;
+    for (; k + 4 <= m; k += 4) {
+        const double *w0 = w + k * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+        for (e = 0; e + 8 <= len; e += 8) {
+            cm_v4d a0 = {b[k], b[k], b[k], b[k]}, a1 = {b[k + 1], b[k + 1], b[k + 1], b[k + 1]};
+            cm_v4d a2 = {b[k + 2], b[k + 2], b[k + 2], b[k + 2]}, a3 = {b[k + 3], b[k + 3], b[k + 3], b[k + 3]};
+            cm_v4d c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+            for (j = 0; j < n; j++) {
+                cm_v4d xl = CM_LD(x[j] + e), xh = CM_LD(x[j] + e + 4);
+                a0 = a0 + w0[j] * xl; c0 = c0 + w0[j] * xh;
+                a1 = a1 + w1[j] * xl; c1 = c1 + w1[j] * xh;
+                a2 = a2 + w2[j] * xl; c2 = c2 + w2[j] * xh;
+                a3 = a3 + w3[j] * xl; c3 = c3 + w3[j] * xh;
+            }
+            CM_ST(out[k] + e, a0); CM_ST(out[k] + e + 4, c0);
+            CM_ST(out[k + 1] + e, a1); CM_ST(out[k + 1] + e + 4, c1);
+            CM_ST(out[k + 2] + e, a2); CM_ST(out[k + 2] + e + 4, c2);
+            CM_ST(out[k + 3] + e, a3); CM_ST(out[k + 3] + e + 4, c3);
+        }
+        for (; e < len; e++) {
+            double s0 = b[k], s1 = b[k + 1], s2 = b[k + 2], s3 = b[k + 3];
+            for (j = 0; j < n; j++) {
+                const double xj = x[j][e];
+                s0 = s0 + w0[j] * xj; s1 = s1 + w1[j] * xj; s2 = s2 + w2[j] * xj; s3 = s3 + w3[j] * xj;
+            }
+            out[k][e] = s0; out[k + 1][e] = s1; out[k + 2][e] = s2; out[k + 3][e] = s3;
+        }
+    }
+    for (; k < m; k++) {
+        const double *wk = w + k * n;
+        for (e = 0; e < len; e++) {
+            double s0 = b[k];
+            for (j = 0; j < n; j++) s0 = s0 + wk[j] * x[j][e];
+            out[k][e] = s0;
+        }
+    }
+}
+
+/* a layer's weights' grads (the reduction, lane_replay.pxi): for every input j,
+ * G[w0[j]] += xt[e][j] * gp0[e] for e from the last lane to the first, and the same for
+ * w1 and gp1 (the next neuron) when gp1 is not NULL. xt is the layer's inputs with
+ * lanes as rows (xt[e * n + j]); sixteen inputs of two neurons in registers at once. */
+CM_TARGET static void CM_K(layer_reduce)(double *G, const int32_t *w0, const int32_t *w1,
+                                         const double *xt, Py_ssize_t n, const double *gp0,
+                                         const double *gp1, Py_ssize_t E) {
+    Py_ssize_t j = 0, e, i;
+    double t[16];
+    for (; j + 16 <= n; j += 16) {
+        cm_v4d a0, a1, a2, a3, b0, b1, b2, b3;
+        for (i = 0; i < 16; i++) t[i] = G[w0[j + i]];
+        a0 = CM_LD(t); a1 = CM_LD(t + 4); a2 = CM_LD(t + 8); a3 = CM_LD(t + 12);
+        if (gp1) {
+            for (i = 0; i < 16; i++) t[i] = G[w1[j + i]];
+            b0 = CM_LD(t); b1 = CM_LD(t + 4); b2 = CM_LD(t + 8); b3 = CM_LD(t + 12);
+            for (e = E - 1; e >= 0; e--) {
+                const double *x = xt + e * n + j;
+                cm_v4d x0 = CM_LD(x), x1 = CM_LD(x + 4), x2 = CM_LD(x + 8), x3 = CM_LD(x + 12);
+                const double g0 = gp0[e], g1 = gp1[e];
+                a0 = a0 + x0 * g0; a1 = a1 + x1 * g0; a2 = a2 + x2 * g0; a3 = a3 + x3 * g0;
+                b0 = b0 + x0 * g1; b1 = b1 + x1 * g1; b2 = b2 + x2 * g1; b3 = b3 + x3 * g1;
+            }
+            CM_ST(t, b0); CM_ST(t + 4, b1); CM_ST(t + 8, b2); CM_ST(t + 12, b3);
+            for (i = 0; i < 16; i++) G[w1[j + i]] = t[i];
+        } else {
+            for (e = E - 1; e >= 0; e--) {
+                const double *x = xt + e * n + j;
+                const double g0 = gp0[e];
+                a0 = a0 + CM_LD(x) * g0; a1 = a1 + CM_LD(x + 4) * g0;
+                a2 = a2 + CM_LD(x + 8) * g0; a3 = a3 + CM_LD(x + 12) * g0;
+            }
+        }
+        CM_ST(t, a0); CM_ST(t + 4, a1); CM_ST(t + 8, a2); CM_ST(t + 12, a3);
+        for (i = 0; i < 16; i++) G[w0[j + i]] = t[i];
+    }
+    for (; j < n; j++) {                     /* the inputs left over, one by one */
+        double s0 = G[w0[j]], s1 = gp1 ? G[w1[j]] : 0.0;
+        for (e = E - 1; e >= 0; e--) {
+            s0 = s0 + xt[e * n + j] * gp0[e];
+            if (gp1) s1 = s1 + xt[e * n + j] * gp1[e];
+        }
+        G[w0[j]] = s0;
+        if (gp1) G[w1[j]] = s1;
+    }
+}
 #undef CM_LD
 #undef CM_ST
 #else
@@ -134,6 +228,31 @@ CM_TARGET static void CM_K(axpy_run)(double *const *g, Py_ssize_t nj, const doub
             double s = g[j][e];
             for (k = 0; k < m; k++) s = s + w[j * m + k] * gp[k * stride + e];
             g[j][e] = s;
+        }
+}
+CM_TARGET static void CM_K(layer_reduce)(double *G, const int32_t *w0, const int32_t *w1,
+                                         const double *xt, Py_ssize_t n, const double *gp0,
+                                         const double *gp1, Py_ssize_t E) {
+    Py_ssize_t j, e;
+    for (j = 0; j < n; j++) {
+        double s0 = G[w0[j]], s1 = gp1 ? G[w1[j]] : 0.0;
+        for (e = E - 1; e >= 0; e--) {
+            s0 = s0 + xt[e * n + j] * gp0[e];
+            if (gp1) s1 = s1 + xt[e * n + j] * gp1[e];
+        }
+        G[w0[j]] = s0;
+        if (gp1) G[w1[j]] = s1;
+    }
+}
+CM_TARGET static void CM_K(layer_forward)(double *const *out, const double *b, const double *w,
+                                          const double *const *x, Py_ssize_t m, Py_ssize_t n,
+                                          Py_ssize_t len) {
+    Py_ssize_t k, e, j;
+    for (k = 0; k < m; k++)
+        for (e = 0; e < len; e++) {
+            double s0 = b[k];
+            for (j = 0; j < n; j++) s0 = s0 + w[k * n + j] * x[j][e];
+            out[k][e] = s0;
         }
 }
 #endif

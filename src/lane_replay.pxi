@@ -46,9 +46,17 @@ cdef void _lanes_forward(LanePlan* p, double* D, double* G, Py_ssize_t e0, Py_ss
     cdef double* a
     cdef double* b
     cdef double* w
-    for k in range(p.n_ops):
+    k = 0
+    while k < p.n_ops:
         op = &p.ops[k]
         o = D + op.out.slot + e0
+        k += 1
+        if op.run > 1:                      # a layer: its sums at once, then their acts
+            _layer_forward(p, D, G, op, e0, e1, err)
+            k += op.run - 1
+            if err[0]:
+                return
+            continue
         if op.code == DOT:
             if op.a.kind == LANE:
                 cm_lk.copy(o, D + op.a.slot + e0, n)
@@ -100,14 +108,55 @@ cdef void _lanes_forward(LanePlan* p, double* D, double* G, Py_ssize_t e0, Py_ss
             return
 
 
+cdef void _layer_forward(LanePlan* p, double* D, double* G, LaneOp* first, Py_ssize_t e0,
+                         Py_ssize_t e1, int* err) noexcept nogil:
+    cdef Py_ssize_t n = e1 - e0, k, j, e, m = first.run
+    cdef double* outs[MAX_LAYER_INPUTS]
+    cdef const double* xs[MAX_LAYER_INPUTS]
+    cdef LaneOp* op
+    cdef double* o
+    cdef double* a
+    for k in range(m):
+        outs[k] = D + first[k].out.slot + e0
+    for j in range(first.n):
+        xs[j] = D + p.terms[first.term + j].x.slot + e0
+    cm_lk.layer_forward(outs, p.wF + first.wf + m * first.n, p.wF + first.wf, xs, m, first.n, n)
+    for k in range(m):
+        op = first + k
+        o = outs[k]
+        cm_lk.fill(G + op.out.slot + e0, 0.0, n)
+        if op.act:
+            a = D + op.act_out.slot + e0
+            if op.act == RELU:
+                cm_lk.relu(a, o, n)
+            else:
+                for e in range(n):
+                    a[e] = forward_rule(op.act, o[e], 0.0, 0.0, err)
+            cm_lk.fill(G + op.act_out.slot + e0, 0.0, n)
+
+
+cdef void lanes_gather_forward_weights(LanePlan* p, double* D) noexcept nogil:
+    """Before a lane forward: each forward run's weights (neuron-major), then biases."""
+    cdef Py_ssize_t k, j, q, m
+    cdef LaneOp* op
+    for k in range(p.n_ops):
+        op = &p.ops[k]
+        if op.run > 1:
+            m = op.run
+            for q in range(m):
+                for j in range(op.n):
+                    p.wF[op.wf + q * op.n + j] = D[p.terms[op[q].term + j].w.slot]
+                p.wF[op.wf + m * op.n + q] = D[op[q].a.slot]
+
+
 cdef inline bint _four_shared_weights(LaneTerm* term) noexcept nogil:
     return (term[0].w.kind == SHARED and term[0].x.kind == LANE and term[1].w.kind == SHARED
             and term[1].x.kind == LANE and term[2].w.kind == SHARED and term[2].x.kind == LANE
             and term[3].w.kind == SHARED and term[3].x.kind == LANE)
 
 
-cdef void _lanes_backward(LanePlan* p, double* D, double* G, double* dot_g1, Py_ssize_t e0,
-                          Py_ssize_t e1, int* err) noexcept nogil:
+cdef void _lanes_backward(LanePlan* p, double* D, double* G, Py_ssize_t e0, Py_ssize_t e1,
+                          int* err) noexcept nogil:
     """Every template backward item over lanes e0..e1-1, in the template's order: the
     first backward since a forward (fast mode, replay.pxi), what the scalar
     _backward_run does for each example, except that a shared operand's grad is left
@@ -186,6 +235,23 @@ cdef void _lanes_backward(LanePlan* p, double* D, double* G, double* dot_g1, Py_
                               &gb[e] if binary_op(op.code) else &dummy, err)
             if err[0]:
                 return
+    _layers_as_rows(p, D, e0, e1)
+
+
+cdef void _layers_as_rows(LanePlan* p, double* D, Py_ssize_t e0, Py_ssize_t e1) noexcept nogil:
+    """Lanes e0..e1-1 of each reduction layer's inputs, as rows (xt[e * n + j])."""
+    cdef Py_ssize_t q, e, j, n
+    cdef LaneLayer* L
+    cdef LaneOp* op
+    cdef double* xt
+    for q in range(p.n_layers):
+        L = &p.layers[q]
+        op = &p.ops[L.op0]
+        n = L.n
+        for e in range(e0, e1):
+            xt = p.xt_buf + L.xt + e * n
+            for j in range(n):
+                xt[j] = D[p.terms[op.term + j].x.slot + e]
 
 
 cdef void _layer_backward(LanePlan* p, double* D, double* G, LaneItem* first, Py_ssize_t e0,
@@ -236,39 +302,57 @@ cdef void lanes_gather_weights(LanePlan* p, double* D) noexcept nogil:
 
 
 cdef void _lanes_task(void* arg, int part, int nparts) noexcept nogil:
-    """One thread's part of a phase: chunks of lanes, or of the reduction's jobs, taken
-    one after the other until none is left (or, without atomics, an even share)."""
+    """One thread's part of a phase: its share of the lanes (the same share in every
+    phase: its cache holds them), or units of the reduction (chunks of jobs, pairs of a
+    layer's neurons), which reads every lane anyway: taken one after the other by
+    whichever thread is free (without atomics, an even share)."""
     cdef LaneTask* task = <LaneTask*>arg
     cdef LanePlan* p = task.plan
-    cdef Py_ssize_t n = p.n_jobs if task.phase == REDUCE else p.E, lo, hi
+    cdef Py_ssize_t n, lo, hi, u, chunks
     cdef long c
     task.err[part] = 0
-    if nparts == 1:
-        _lanes_chunk(task, 0, n, part)
+    if task.phase != REDUCE:
+        lo = _split(p.E, part, nparts)
+        hi = _split(p.E, part + 1, nparts)
+        if hi > lo:
+            if task.phase == FORWARD_LANES:
+                _lanes_forward(p, task.D, task.G, lo, hi, &task.err[part])
+            else:
+                _lanes_backward(p, task.D, task.G, lo, hi, &task.err[part])
         return
-    while True:
-        # the lanes: each thread the same share in every phase (its cache holds them);
-        # the reduction, which reads every lane anyway: chunks for whoever is free
-        c = cm_next_chunk(&task.next) if task.phase == REDUCE else -1
-        if c < 0:                       # no atomics: an even share
-            _lanes_chunk(task, _split(n, part, nparts), _split(n, part + 1, nparts), part)
-            return
-        lo = c * task.chunk
-        if lo >= n or task.err[part]:
-            return
-        _lanes_chunk(task, lo, min(n, lo + task.chunk), part)
+    chunks = (p.n_jobs + task.chunk - 1) // task.chunk
+    n = chunks + p.n_units
+    c = cm_next_chunk(&task.next) if nparts > 1 else -1
+    if c < 0:
+        lo = n * part // nparts
+        hi = n * (part + 1) // nparts
+        for u in range(lo, hi):
+            _reduce_unit(task, u, chunks)
+        return
+    while c < n:
+        _reduce_unit(task, c, chunks)
+        c = cm_next_chunk(&task.next)
 
 
-cdef inline void _lanes_chunk(LaneTask* task, Py_ssize_t lo, Py_ssize_t hi, int part) noexcept nogil:
+cdef void _reduce_unit(LaneTask* task, Py_ssize_t u, Py_ssize_t chunks) noexcept nogil:
+    """Unit u of the reduction: a chunk of jobs, or two neurons of a layer."""
     cdef LanePlan* p = task.plan
-    if hi <= lo:
+    cdef LaneLayer* L
+    cdef Py_ssize_t q = 0, k, E = p.E
+    cdef double* gp1
+    if u < chunks:
+        cm_lk.reduce(task.G, task.D, p.jobs + u * task.chunk,
+                     min(p.n_jobs, (u + 1) * task.chunk) - u * task.chunk, p.buf, E)
         return
-    if task.phase == REDUCE:
-        cm_lk.reduce(task.G, task.D, p.jobs + lo, hi - lo, p.buf, p.E)
-    elif task.phase == FORWARD_LANES:
-        _lanes_forward(p, task.D, task.G, lo, hi, &task.err[part])
-    else:
-        _lanes_backward(p, task.D, task.G, task.dot_g1, lo, hi, &task.err[part])
+    u -= chunks
+    while u >= (p.layers[q].m + 1) // 2:
+        u -= (p.layers[q].m + 1) // 2
+        q += 1
+    L = &p.layers[q]
+    k = 2 * u
+    gp1 = p.buf + p.gp_at + (L.op0 + (k + 1) * L.step) * E if k + 1 < L.m else NULL
+    cm_lk.layer_reduce(task.G, p.layer_w + L.w + k * L.n, p.layer_w + L.w + (k + 1) * L.n,
+                       p.xt_buf + L.xt, L.n, p.buf + p.gp_at + (L.op0 + k * L.step) * E, gp1, E)
 
 
 cdef inline Py_ssize_t _split(Py_ssize_t n, int part, int nparts) noexcept nogil:
@@ -287,11 +371,11 @@ cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
     and each shared grad is one job's, whatever thread runs it."""
     cdef LaneTask task
     cdef int i, parts, failed = 0
-    cdef Py_ssize_t work = p.E * (p.n_jobs if phase == REDUCE else p.n_ops + p.n_terms)
+    cdef Py_ssize_t work = p.E * (p.n_jobs + p.n_wt if phase == REDUCE else p.n_ops + p.n_terms)
     # threads is a maximum: each part gets at least MIN_PART_WORK lane operations (less
-    # is over before a thread could take it), and at least LANE_BLOCK lanes or jobs
+    # is over before a thread could take it), and the lanes at least LANE_BLOCK each
     parts = <int>min(<Py_ssize_t>min(threads, 64), max(work // MIN_PART_WORK, 1),
-                     max((p.n_jobs if phase == REDUCE else p.E) // LANE_BLOCK, 1))
+                     max(p.E // LANE_BLOCK, 1) if phase != REDUCE else 64)
     task.plan = p
     task.D = D
     task.G = G
@@ -299,6 +383,8 @@ cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
     task.phase = phase
     if phase == BACKWARD_LANES and p.n_wt:
         lanes_gather_weights(p, D)
+    if phase == FORWARD_LANES and p.n_wf:
+        lanes_gather_forward_weights(p, D)
     task.next = 0           # chunks: about four per part, whole LANE_BLOCKs (16 jobs)
     task.chunk = (p.n_jobs if phase == REDUCE else p.E) // (4 * parts) + 1
     task.chunk = (task.chunk + 15) // 16 * 16

@@ -69,6 +69,10 @@ typedef struct {
     void (*axpy_ll)(double *, const double *, const double *, Py_ssize_t);
     void (*axpy_run)(double *const *, Py_ssize_t, const double *, const double *, Py_ssize_t,
                      Py_ssize_t, Py_ssize_t);
+    void (*layer_forward)(double *const *, const double *, const double *, const double *const *,
+                          Py_ssize_t, Py_ssize_t, Py_ssize_t);
+    void (*layer_reduce)(double *, const int32_t *, const int32_t *, const double *, Py_ssize_t,
+                         const double *, const double *, Py_ssize_t);
     void (*reduce)(double *, const double *, const cm_lane_job *, Py_ssize_t, const double *, Py_ssize_t);
 } cm_lane_kernels;
 
@@ -76,7 +80,7 @@ typedef struct {
     cm_lk_copy_##sfx, cm_lk_fill_##sfx, cm_lk_add_##sfx, cm_lk_mul_##sfx, cm_lk_relu_##sfx, \
     cm_lk_dot_sl_##sfx, cm_lk_dot4_sl_##sfx, cm_lk_dot_ls_##sfx, cm_lk_dot_ll_##sfx, cm_lk_acc_##sfx, \
     cm_lk_plus0_##sfx, cm_lk_relu_bw_##sfx, cm_lk_axpy_sl_##sfx, cm_lk_axpy_ls_##sfx, \
-    cm_lk_axpy_ll_##sfx, cm_lk_axpy_run_##sfx, cm_lk_reduce_##sfx }
+    cm_lk_axpy_ll_##sfx, cm_lk_axpy_run_##sfx, cm_lk_layer_forward_##sfx, cm_lk_layer_reduce_##sfx, cm_lk_reduce_##sfx }
 
 static const cm_lane_kernels cm_lanes_base = CM_KERNEL_TABLE(base);
 #if CM_HAVE_AVX2_KERNELS

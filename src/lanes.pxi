@@ -52,6 +52,10 @@ cdef extern from "lanes.h":
         void axpy_ll(double*, const double*, const double*, Py_ssize_t) noexcept nogil
         void axpy_run(double* const*, Py_ssize_t, const double*, const double*, Py_ssize_t,
                       Py_ssize_t, Py_ssize_t) noexcept nogil
+        void layer_forward(double* const*, const double*, const double*, const double* const*,
+                           Py_ssize_t, Py_ssize_t, Py_ssize_t) noexcept nogil
+        void layer_reduce(double*, const int32_t*, const int32_t*, const double*, Py_ssize_t,
+                          const double*, const double*, Py_ssize_t) noexcept nogil
         void reduce(double*, const double*, const cm_lane_job*, Py_ssize_t, const double*,
                     Py_ssize_t) noexcept nogil
     const cm_lane_kernels* cm_lk
@@ -70,6 +74,7 @@ cdef enum:
     LANE_BLOCK = 8  # threads split the lanes at multiples of this
     MIN_PART_WORK = 32768   # lane operations below which another thread does not pay
     MAX_LAYER_INPUTS = 1024 # a layer of wider neurons runs item by item
+    LAYER_MIN_INPUTS = 8    # a layer's reduction pays from this many inputs
 
 cdef struct LaneRef:
     int32_t kind
@@ -81,6 +86,8 @@ cdef struct LaneOp:            # a template entry
     int32_t n                  # DOT: terms
     int32_t term               # DOT: its first term in LanePlan.terms
     int32_t ra, rb             # a plain op's shared operands: their rows in buf (-1: none)
+    int32_t run, wf            # > 1: the first of that many sums over the same inputs run
+                               # as one forward (_find_layers), weights at LanePlan.wF + wf
     double k
     LaneRef out, act_out, a, b
 
@@ -92,6 +99,12 @@ cdef struct LaneItem:          # a template backward item: steps hi..lo of op (-
     int32_t run                # > 1: the first of that many fused sums run as one (see
     int32_t wt                 # _find_layers), their weights at wt in LanePlan.wT
 
+cdef struct LaneLayer:         # a run of neurons over the same inputs (_find_layers)
+    int32_t op0, step          # its template ops: op0, op0 + step, ... (step +-1)
+    int32_t m, n               # neurons, inputs
+    Py_ssize_t xt              # its inputs, lanes as rows, at LanePlan.xt_buf + xt
+    Py_ssize_t w               # its weights' slots, neuron-major, at LanePlan.layer_w + w
+
 cdef struct LanePlan:
     Py_ssize_t E               # lanes: examples
     Py_ssize_t n_ops, n_items, n_jobs, n_rows, n_terms
@@ -101,6 +114,12 @@ cdef struct LanePlan:
     cm_lane_job* jobs          # the shared slots' grads, after the lanes
     double* wT                 # the weights of each run of items, term-major (gathered
     Py_ssize_t n_wt            # before each lane backward)
+    double* wF                 # the weights and biases of each forward run, neuron-major
+    Py_ssize_t n_wf            # (gathered before each lane forward)
+    LaneLayer* layers          # the runs whose weights' grads the reduction sums as layers
+    Py_ssize_t n_layers, n_units   # (n_units: layer work units, two neurons each)
+    double* xt_buf
+    int32_t* layer_w
     Py_ssize_t entry_start, entry_stop   # the examples' entries in the tape (e-major)
     Py_ssize_t prog_start, prog_stop     # the program's items from the examples' first to last
     BwItem* chain              # the items among them that are not the examples' (the sum's
@@ -121,6 +140,10 @@ cdef void lanes_free(LanePlan* plan) noexcept nogil:
         free(plan.buf)
         free(plan.chain)
         free(plan.wT)
+        free(plan.wF)
+        free(plan.layers)
+        free(plan.xt_buf)
+        free(plan.layer_w)
         free(plan)
 
 
@@ -773,6 +796,125 @@ cdef void _find_layers(LanePlan* plan) noexcept nogil:
     if total and plan.wT == NULL:
         for i in range(plan.n_items):
             plan.items[i].run = 0       # (no memory: the items one by one, as before)
+    _layers_for_reduce(plan)
+    _forward_layers(plan)
+
+
+cdef void _forward_layers(LanePlan* plan) noexcept nogil:
+    """Runs of consecutive template ops that are fused sums over the same inputs, with
+    shared weights and biases: the lane forward computes them together (layer_forward),
+    each sum's additions in its own order."""
+    cdef Py_ssize_t k, m, total = 0
+    cdef LaneOp* op0
+    cdef LaneOp* op
+    for k in range(plan.n_ops):
+        plan.ops[k].run = 0
+    k = 0
+    while k < plan.n_ops:
+        op0 = &plan.ops[k]
+        m = 1
+        if _forward_layer_op(plan, op0):
+            while (k + m < plan.n_ops and _forward_layer_op(plan, &plan.ops[k + m])
+                   and _same_inputs(plan, op0, &plan.ops[k + m])):
+                m += 1
+            if m > 1 and op0.n <= MAX_LAYER_INPUTS and _outputs_not_inputs(plan, k, m):
+                op0.run = <int32_t>m
+                op0.wf = <int32_t>total
+                total += m * (op0.n + 1)
+        k += m
+    plan.n_wf = total
+    plan.wF = <double*>malloc(total * sizeof(double) + 8) if total else NULL
+    if total and plan.wF == NULL:
+        for k in range(plan.n_ops):
+            plan.ops[k].run = 0
+
+
+cdef inline bint _forward_layer_op(LanePlan* plan, LaneOp* op) noexcept nogil:
+    cdef Py_ssize_t j
+    if op.code != DOT or op.a.kind != SHARED:
+        return False
+    for j in range(op.n):
+        if plan.terms[op.term + j].w.kind != SHARED or plan.terms[op.term + j].x.kind != LANE:
+            return False
+    return True
+
+
+cdef bint _outputs_not_inputs(LanePlan* plan, Py_ssize_t k0, Py_ssize_t m) noexcept nogil:
+    """No sum of the run reads another's result (they are computed all at once)."""
+    cdef LaneOp* op0 = &plan.ops[k0]
+    cdef Py_ssize_t j, k
+    cdef int32_t x
+    for j in range(op0.n):
+        x = plan.terms[op0.term + j].x.slot
+        for k in range(k0, k0 + m):
+            if x == plan.ops[k].out.slot or x == plan.ops[k].act_out.slot:
+                return False
+    return True
+
+
+cdef void _layers_for_reduce(LanePlan* plan) noexcept nogil:
+    """The runs of at least LAYER_MIN_INPUTS inputs become layers of the reduction: their
+    weights' grads are summed sixteen inputs by two neurons at a time from the inputs
+    turned lanes-as-rows (cm layer_reduce), and their product jobs leave the job list."""
+    cdef Py_ssize_t i, k, j, q, nl = 0, xt = 0, w = 0, kept
+    cdef LaneItem* first
+    cdef LaneOp* op
+    cdef LaneLayer* L
+    cdef uint8_t* in_layer
+    for i in range(plan.n_items):
+        first = &plan.items[i]
+        if first.run > 1 and plan.ops[first.op].n >= LAYER_MIN_INPUTS:
+            nl += 1
+    if nl == 0:
+        return
+    in_layer = <uint8_t*>calloc(plan.n_ops + 1, 1)
+    plan.layers = <LaneLayer*>calloc(nl, sizeof(LaneLayer))
+    if in_layer == NULL or plan.layers == NULL:
+        free(in_layer)
+        free(plan.layers)
+        plan.layers = NULL
+        return
+    for i in range(plan.n_items):
+        first = &plan.items[i]
+        if first.run > 1 and plan.ops[first.op].n >= LAYER_MIN_INPUTS:
+            L = &plan.layers[plan.n_layers]
+            plan.n_layers += 1
+            L.op0 = first.op
+            L.step = first[1].op - first.op
+            L.m = first.run
+            L.n = plan.ops[first.op].n
+            L.xt = xt
+            L.w = w
+            xt += L.n * plan.E
+            w += L.m * L.n
+            plan.n_units += (L.m + 1) // 2
+    plan.xt_buf = <double*>malloc(xt * sizeof(double) + 8)
+    plan.layer_w = <int32_t*>malloc(w * sizeof(int32_t) + 4)
+    if plan.xt_buf == NULL or plan.layer_w == NULL:
+        free(in_layer)
+        free(plan.layers); free(plan.xt_buf); free(plan.layer_w)
+        plan.layers = NULL
+        plan.xt_buf = NULL
+        plan.layer_w = NULL
+        plan.n_layers = plan.n_units = 0
+        return
+    for q in range(plan.n_layers):
+        L = &plan.layers[q]
+        for k in range(L.m):
+            op = &plan.ops[L.op0 + k * L.step]
+            in_layer[L.op0 + k * L.step] = 1
+            for j in range(L.n):
+                plan.layer_w[L.w + k * L.n + j] = plan.terms[op.term + j].w.slot
+    kept = 0                            # their products leave the jobs (biases stay)
+    for i in range(plan.n_jobs):
+        if plan.jobs[i].kind == CM_JOB_PRODUCT and plan.jobs[i].vec >= plan.gp_at \
+                and plan.jobs[i].vec < plan.rows_at \
+                and in_layer[(plan.jobs[i].vec - plan.gp_at) // plan.E]:
+            continue
+        plan.jobs[kept] = plan.jobs[i]
+        kept += 1
+    plan.n_jobs = kept
+    free(in_layer)
 
 
 cdef inline bint _whole_layer_item(LanePlan* plan, LaneItem* item) noexcept nogil:
