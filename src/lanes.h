@@ -128,7 +128,27 @@ typedef void (*cm_task)(void *arg, int part, int nparts);
 #else
 #define CM_ATOMICS 0
 #endif
-#define CM_SPINS 20000            /* pause-loops a worker waits before it sleeps (~0.1 ms) */
+#define CM_SPINS 20000            /* pause-loops between looks at the clock, and the caller's
+                                     wait before it starts yielding */
+#define CM_SPIN_NS 2000000        /* how long a worker waits for more work before it sleeps:
+                                     longer than the Python between two phases of a step */
+#if CM_ATOMICS
+#ifdef _WIN32
+static long long cm_now_ns(void) {
+    LARGE_INTEGER t, f;
+    QueryPerformanceCounter(&t);
+    QueryPerformanceFrequency(&f);
+    return (long long)((double)t.QuadPart * 1e9 / (double)f.QuadPart);
+}
+#else
+#include <time.h>
+static long long cm_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+#endif
+#endif
 
 /* The next chunk of a phase's work for whichever thread asks (threads of unequal speed
  * share it evenly); without atomics, -1: the caller splits the work evenly instead. */
@@ -178,10 +198,16 @@ static void cm_worker_main(void *p) {
     long seen = 0;
     for (;;) {
         int i;
+        long long until = 0;
         long gen = CM_LOAD(&w->gen);
-        for (i = 0; gen == seen && i < CM_SPINS; i++) {
+        for (i = 0; gen == seen; i++) {
             CM_PAUSE();
             gen = CM_LOAD(&w->gen);
+            if (i % 256 == 0) {                  /* now and then: is the time up? */
+                long long now = cm_now_ns();
+                if (until == 0) until = now + CM_SPIN_NS;
+                else if (now > until) break;
+            }
         }
         if (gen == seen) {                       /* nothing came: sleep until woken */
             CM_STORE(&w->sleeping, 1);

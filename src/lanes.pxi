@@ -72,8 +72,10 @@ cdef enum:
     MIN_LANES = 8   # fewer examples than this: not worth it
     MAX_CHAINS_TRIED = 4
     LANE_BLOCK = 8  # threads split the lanes at multiples of this
-    MIN_PART_WORK = 32768   # lane operations below which another thread does not pay
-    MAX_LAYER_INPUTS = 1024 # a layer of wider neurons runs item by item
+    MIN_PART_WORK = 262144  # lane operations below which another thread does not pay (the
+                            # lanes then move between two cores' caches at each phase)
+    MAX_LAYER_INPUTS = 1024 # a layer of wider neurons runs item by item; a longer run of
+                            # neurons is cut in runs of this many
     LAYER_MIN_INPUTS = 8    # a layer's reduction pays from this many inputs
 
 cdef struct LaneRef:
@@ -781,7 +783,7 @@ cdef void _find_layers(LanePlan* plan) noexcept nogil:
         if _whole_layer_item(plan, first):
             n = op0.n
             step = plan.items[i + 1].op - first.op if i + 1 < plan.n_items else 0
-            while (i + m < plan.n_items and (step == 1 or step == -1)
+            while (i + m < plan.n_items and m < MAX_LAYER_INPUTS and (step == 1 or step == -1)
                    and plan.items[i + m].op == first.op + m * step
                    and _whole_layer_item(plan, &plan.items[i + m])
                    and _same_inputs(plan, op0, &plan.ops[plan.items[i + m].op])):
@@ -814,7 +816,8 @@ cdef void _forward_layers(LanePlan* plan) noexcept nogil:
         op0 = &plan.ops[k]
         m = 1
         if _forward_layer_op(plan, op0):
-            while (k + m < plan.n_ops and _forward_layer_op(plan, &plan.ops[k + m])
+            while (k + m < plan.n_ops and m < MAX_LAYER_INPUTS
+                   and _forward_layer_op(plan, &plan.ops[k + m])
                    and _same_inputs(plan, op0, &plan.ops[k + m])):
                 m += 1
             if m > 1 and op0.n <= MAX_LAYER_INPUTS and _outputs_not_inputs(plan, k, m):

@@ -357,3 +357,21 @@ def test_a_forked_child_replays_on_threads(both):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "0", done.stderr
     assert want
+
+
+def test_a_layer_wider_than_a_run(engine):
+    """1,100 neurons over the same inputs: the lane replay cuts them in runs (it used to
+    write past a fixed array of 1,024)."""
+    runs = []
+    for lanes in (False, True):
+        random.seed(11)
+        model = engine.nn.MLP(2, [1100, 1])
+        inputs = [[engine.Value(0.1 * e), engine.Value(-0.05 * e)] for e in range(8)]
+        loss = sum(((model(x) - 0.5) ** 2) for x in inputs)
+        graph = cmicrograd.compile(loss, lanes=lanes, threads=2)
+        graph.forward()
+        model.zero_grad()
+        graph.backward()
+        runs.append((P.bits(loss.data), [P.bits(p.grad) for p in model.parameters()], graph.lanes))
+    assert runs[0][:2] == runs[1][:2]
+    assert runs[1][2] == (8 if engine.name == "cython" else 0)
