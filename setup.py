@@ -12,6 +12,7 @@ Set CMICROGRAD_PURE_PYTHON=1 to install without compiling (the pure engine only)
 Otherwise a failed compile fails the install: we never ship a silent fallback.
 """
 
+import glob
 import os
 import runpy
 import sys
@@ -93,6 +94,9 @@ def extensions():
         "cmicrograd._engine",
         sources=["src/_engine.pyx"],
         include_dirs=["src"],
+        # headers the C file includes (cythonize sees only the ones a .pxi names), so an
+        # edit to any of them rebuilds the extension
+        depends=sorted(glob.glob(os.path.join("src", "*.h"))),
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
