@@ -354,3 +354,59 @@ CM_TARGET static void CM_K(reduce)(double *G, const double *D, const cm_lane_job
         G[j->target] = a;
     }
 }
+
+/* ---- the optimizer ----
+ * Not a lane loop, but the same instruction-set switch: one Adam / AdamW step over n
+ * parameters (nn_helpers.pxi's adam_kernel; cmicrograd/optim.py's _adam_kernel lists the
+ * operations, done here in the same order). p[i] points at parameter i's data, its grad
+ * at p[i][goff]; m and v are its moments; k holds w1 = 1 - beta1, beta2, w2 = 1 - beta2,
+ * eps, step_size, bc2_sqrt, grad_decay, param_scale. AVX2 updates four parameters at a
+ * time (sqrt and the two divisions dominate); four that are not all distinct (a list that
+ * names a parameter twice) go one by one, so every update still sees the one before. */
+#define CM_ADAM_ONE(i) do { \
+    double d_ = p[i][0], g_, m_, v_; \
+    if (scale) d_ = d_ * k[7]; \
+    g_ = p[i][goff]; \
+    if (decay) g_ = g_ + k[6] * d_; \
+    m_ = m[i]; \
+    m_ = m_ + k[0] * (g_ - m_); \
+    v_ = k[1] * v[i] + k[2] * g_ * g_; \
+    m[i] = m_; \
+    v[i] = v_; \
+    p[i][0] = d_ - k[4] * m_ / (sqrt(v_) / k[5] + k[3]); \
+} while (0)
+
+CM_TARGET static void CM_K(adam)(double *const *p, Py_ssize_t goff, double *CM_RESTRICT m,
+                                 double *CM_RESTRICT v, Py_ssize_t n, const double *k) {
+    const int scale = k[7] != 1.0, decay = k[6] != 0.0;
+    Py_ssize_t i = 0;
+#ifdef CM_AVX2_INTRINSICS
+    const __m256d w1 = _mm256_set1_pd(k[0]), b2 = _mm256_set1_pd(k[1]), w2 = _mm256_set1_pd(k[2]),
+                  eps = _mm256_set1_pd(k[3]), ss = _mm256_set1_pd(k[4]), bc = _mm256_set1_pd(k[5]),
+                  gd = _mm256_set1_pd(k[6]), ps = _mm256_set1_pd(k[7]);
+    for (; i + 4 <= n; i += 4) {
+        double *a = p[i], *b = p[i + 1], *c = p[i + 2], *e = p[i + 3];
+        double out[4];
+        __m256d d, g, mi, vi, den;
+        if (a == b || a == c || a == e || b == c || b == e || c == e) {
+            CM_ADAM_ONE(i); CM_ADAM_ONE(i + 1); CM_ADAM_ONE(i + 2); CM_ADAM_ONE(i + 3);
+            continue;
+        }
+        d = _mm256_set_pd(e[0], c[0], b[0], a[0]);
+        if (scale) d = _mm256_mul_pd(d, ps);
+        g = _mm256_set_pd(e[goff], c[goff], b[goff], a[goff]);
+        if (decay) g = _mm256_add_pd(g, _mm256_mul_pd(gd, d));
+        mi = _mm256_loadu_pd(m + i);
+        mi = _mm256_add_pd(mi, _mm256_mul_pd(w1, _mm256_sub_pd(g, mi)));
+        vi = _mm256_add_pd(_mm256_mul_pd(b2, _mm256_loadu_pd(v + i)),
+                           _mm256_mul_pd(_mm256_mul_pd(w2, g), g));
+        _mm256_storeu_pd(m + i, mi);
+        _mm256_storeu_pd(v + i, vi);
+        den = _mm256_add_pd(_mm256_div_pd(_mm256_sqrt_pd(vi), bc), eps);
+        _mm256_storeu_pd(out, _mm256_sub_pd(d, _mm256_div_pd(_mm256_mul_pd(ss, mi), den)));
+        a[0] = out[0]; b[0] = out[1]; c[0] = out[2]; e[0] = out[3];
+    }
+#endif
+    for (; i < n; i++) CM_ADAM_ONE(i);
+}
+#undef CM_ADAM_ONE

@@ -74,13 +74,15 @@ typedef struct {
     void (*layer_reduce)(double *, const int32_t *, const int32_t *, const double *, Py_ssize_t,
                          const double *, const double *, Py_ssize_t);
     void (*reduce)(double *, const double *, const cm_lane_job *, Py_ssize_t, const double *, Py_ssize_t);
+    void (*adam)(double *const *, Py_ssize_t, double *, double *, Py_ssize_t, const double *);
 } cm_lane_kernels;
 
 #define CM_KERNEL_TABLE(sfx) { \
     cm_lk_copy_##sfx, cm_lk_fill_##sfx, cm_lk_add_##sfx, cm_lk_mul_##sfx, cm_lk_relu_##sfx, \
     cm_lk_dot_sl_##sfx, cm_lk_dot4_sl_##sfx, cm_lk_dot_ls_##sfx, cm_lk_dot_ll_##sfx, cm_lk_acc_##sfx, \
     cm_lk_plus0_##sfx, cm_lk_relu_bw_##sfx, cm_lk_axpy_sl_##sfx, cm_lk_axpy_ls_##sfx, \
-    cm_lk_axpy_ll_##sfx, cm_lk_axpy_run_##sfx, cm_lk_layer_forward_##sfx, cm_lk_layer_reduce_##sfx, cm_lk_reduce_##sfx }
+    cm_lk_axpy_ll_##sfx, cm_lk_axpy_run_##sfx, cm_lk_layer_forward_##sfx, cm_lk_layer_reduce_##sfx, cm_lk_reduce_##sfx, \
+    cm_lk_adam_##sfx }
 
 static const cm_lane_kernels cm_lanes_base = CM_KERNEL_TABLE(base);
 #if CM_HAVE_AVX2_KERNELS

@@ -58,6 +58,7 @@ cdef extern from "lanes.h":
                           const double*, const double*, Py_ssize_t) noexcept nogil
         void reduce(double*, const double*, const cm_lane_job*, Py_ssize_t, const double*,
                     Py_ssize_t) noexcept nogil
+        void adam(double* const*, Py_ssize_t, double*, double*, Py_ssize_t, const double*) noexcept nogil
     const cm_lane_kernels* cm_lk
     const char* cm_lanes_select(int allow) noexcept
     ctypedef void (*cm_task)(void* arg, int part, int nparts) noexcept nogil

@@ -106,6 +106,10 @@ cdef int _check_buffer(array buf, Py_ssize_t n, str what) except -1:
     return 0
 
 
+cdef enum:
+    _ADAM_CHUNK = 256  # parameters per call of the Adam loop
+
+
 def sgd_kernel(params, array buf not None, double lr, double momentum, double dampening,
                double weight_decay, bint nesterov, bint first):
     """One SGD step over params (see cmicrograd.optim._sgd_kernel)."""
@@ -134,29 +138,30 @@ def adam_kernel(params, array exp_avg not None, array exp_avg_sq not None, doubl
                 double eps, double step_size, double bc2_sqrt, double grad_decay,
                 double param_scale):
     """One Adam / AdamW step over params (see cmicrograd.optim._adam_kernel)."""
-    cdef double w1 = 1.0 - beta1
-    cdef double w2 = 1.0 - beta2
-    cdef double d, g, mi, vi
+    # The update itself is a loop in lane_kernels.h (four parameters at a time with AVX2:
+    # its square root and divisions are most of a step); here, the parameters' nodes are
+    # handed to it in chunks of _ADAM_CHUNK, in order.
+    cdef double k[8]
+    cdef double* nodes[_ADAM_CHUNK]
     cdef double* m = exp_avg.data.as_doubles
     cdef double* v = exp_avg_sq.data.as_doubles
-    cdef Py_ssize_t i = 0, n = len(params)
+    cdef Py_ssize_t i = 0, done = 0, n = len(params)
     cdef Node* p
+    cdef Node probe
+    cdef Py_ssize_t goff = &probe.grad - &probe.data  # where a grad is, from its data
     _check_buffer(exp_avg, n, "the first moment buffer")
     _check_buffer(exp_avg_sq, n, "the second moment buffer")
+    k[0] = 1.0 - beta1; k[1] = beta2; k[2] = 1.0 - beta2; k[3] = eps
+    k[4] = step_size; k[5] = bc2_sqrt; k[6] = grad_decay; k[7] = param_scale
     for item in params:
-        if i >= n:
+        if done + i >= n:
             raise ValueError("params yielded more items than its len()")
         p = _param(item)
-        d = p.data
-        if param_scale != 1.0:
-            d = d * param_scale
-        g = p.grad
-        if grad_decay != 0.0:
-            g = g + grad_decay * d
-        mi = m[i]
-        mi = mi + w1 * (g - mi)
-        vi = beta2 * v[i] + w2 * g * g
-        m[i] = mi
-        v[i] = vi
-        p.data = d - step_size * mi / (sqrt(vi) / bc2_sqrt + eps)
+        nodes[i] = &p.data
         i += 1
+        if i == _ADAM_CHUNK:
+            cm_lk.adam(nodes, goff, m + done, v + done, i, k)
+            done += i
+            i = 0
+    if i:
+        cm_lk.adam(nodes, goff, m + done, v + done, i, k)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
+import programs as P
 from cmicrograd.datasets import make_moons
 from cmicrograd.optim import SGD, Adam, AdamW, linear_decay
 from cmicrograd.train import batch_loss
@@ -279,3 +283,53 @@ def test_zero_grad(engine, cls):
     (ps[0] * ps[1]).backward()
     cls(ps).zero_grad()
     assert [p.grad for p in ps] == [0.0, 0.0]
+
+
+def _adam_run(engine, cls, kw, n, alias=None, steps=4):
+    """n parameters with made-up grads, ``steps`` updates; alias=(i, j) makes the list
+    name parameter j at place i as well (a list changed after the constructor checked it)."""
+    rng = random.Random(n)
+    ps = [engine.Value(rng.uniform(-2, 2)) for _ in range(n)]
+    opt = cls(ps, **kw)
+    if alias:
+        opt.params[alias[0]] = ps[alias[1]]
+    for _ in range(steps):
+        for p in ps:
+            p.grad = rng.uniform(-1, 1) * 10.0 ** rng.randint(-8, 2)
+        opt.step()
+    return [P.bits(p.data) for p in ps] + [b.hex() for buf in opt._buffers.values() for b in buf]
+
+
+@pytest.mark.parametrize("cls, kw", [c for c in CONFIGS if c[0] is not SGD],
+                         ids=[i for c, i in zip(CONFIGS, IDS) if c[0] is not SGD])
+@pytest.mark.parametrize("n, alias", [(1, None), (3, None), (4, None), (255, None), (256, None),
+                                      (257, None), (600, None), (9, (2, 1)), (9, (5, 3)),
+                                      (9, (8, 2)), (300, (280, 1))])
+def test_adam_kernel_same_bits_at_every_size_and_with_a_repeated_parameter(both, cls, kw, n, alias):
+    """The compiled Adam updates several parameters at once (in chunks, four at a time
+    with AVX2); the pure one goes one by one. Sizes around those widths, and a list that
+    names a parameter twice (its second update must see the first), give the same bits."""
+    assert _adam_run(both[0], cls, kw, n, alias) == _adam_run(both[1], cls, kw, n, alias)
+
+
+_ADAM_SIMD_SCRIPT = r"""
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+import cmicrograd, conftest, test_optim as T
+print(json.dumps([cmicrograd._engine._lane_kernels(),
+                  [T._adam_run(conftest.ENGINES["cython"], cls, kw, 37, (9, 4))
+                   for cls, kw in T.CONFIGS if cls is not T.SGD]], default=lambda b: b.hex()))
+"""
+
+
+def test_adam_kernel_baseline_and_avx2_give_the_same_bits(both):
+    """CMICROGRAD_SIMD=0 picks the baseline Adam loop: the same bits as the default one."""
+    here = os.path.dirname(__file__)
+    outputs = []
+    for simd in ("1", "0"):
+        done = subprocess.run([sys.executable, "-c", _ADAM_SIMD_SCRIPT, here],
+                              env=dict(os.environ, CMICROGRAD_SIMD=simd),
+                              capture_output=True, text=True, check=True)
+        outputs.append(json.loads(done.stdout))
+    assert outputs[1][0] == "baseline"
+    assert outputs[0][1] == outputs[1][1]
