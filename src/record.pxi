@@ -566,13 +566,9 @@ cdef void _number_slots_for_runs(Tape* t) noexcept nogil:
 
 
 cdef void _renumber_slots(Tape* t, int32_t* new) noexcept nogil:
-    """Apply the slot permutation ``new`` (old slot -> new slot) to every array (the
-    per-slot ones in place, following its cycles; new is left marked)."""
-    cdef Py_ssize_t i, start, k
-    cdef double d, g, d2, g2
-    cdef Node* node
-    cdef Node* node2
-    cdef uint8_t h, h2
+    """Apply the slot permutation ``new`` (old slot -> new slot) to every array (new may
+    be left changed)."""
+    cdef Py_ssize_t i
     cdef Entry* en
     for i in range(t.n_entries):
         en = &t.entries[i]
@@ -590,7 +586,45 @@ cdef void _renumber_slots(Tape* t, int32_t* new) noexcept nogil:
     for i in range(t.n_shown):
         t.shown_slots[i] = new[t.shown_slots[i]]
     t.out_slot = new[t.out_slot]
-    for start in range(t.n_slots):    # move each slot's contents along its cycle
+    if not _move_slots_to_new_arrays(t, new):
+        _move_slots_in_place(t, new)
+
+
+cdef bint _move_slots_to_new_arrays(Tape* t, const int32_t* new) noexcept nogil:
+    """Move the per-slot arrays' contents to fresh arrays in the new order: reads in
+    order, writes that do not wait on each other, so a big tape moves at memory speed
+    (following the permutation's cycles in place waits on a cache miss per slot). False,
+    with nothing changed, if there is no memory for the copies."""
+    cdef Py_ssize_t i, n = t.n_slots, cap = t.cap_slots
+    cdef double* D = <double*>malloc(cap * sizeof(double) + 8)
+    cdef double* G = <double*>malloc(cap * sizeof(double) + 8)
+    cdef Node** nodes = <Node**>malloc(cap * sizeof(Node*) + 8)
+    cdef uint8_t* hidden = <uint8_t*>malloc(cap * sizeof(uint8_t) + 8)
+    if D == NULL or G == NULL or nodes == NULL or hidden == NULL:
+        free(D); free(G); free(nodes); free(hidden)
+        return False
+    for i in range(n):
+        D[new[i]] = t.D[i]
+    for i in range(n):
+        G[new[i]] = t.G[i]
+    for i in range(n):
+        nodes[new[i]] = t.node_of_slot[i]
+    for i in range(n):
+        hidden[new[i]] = t.hidden[i]
+    free(t.D); free(t.G); free(t.node_of_slot); free(t.hidden)
+    t.D, t.G, t.node_of_slot, t.hidden = D, G, nodes, hidden
+    return True
+
+
+cdef void _move_slots_in_place(Tape* t, int32_t* new) noexcept nogil:
+    """The same with no extra memory: each slot's contents along its cycle (new is left
+    marked)."""
+    cdef Py_ssize_t i, start, k
+    cdef double d, g, d2, g2
+    cdef Node* node
+    cdef Node* node2
+    cdef uint8_t h, h2
+    for start in range(t.n_slots):
         if new[start] < 0:
             continue
         d, g, node, h = t.D[start], t.G[start], t.node_of_slot[start], t.hidden[start]
