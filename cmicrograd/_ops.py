@@ -1,11 +1,10 @@
 """The op table: every op a node can have, declared once, with its derivative as Value ops.
 
-Both engines follow this table, and ``tests/test_ops.py`` fails, naming the missing
-piece, when an op lacks its method, a forward or backward rule in either engine, its
-derivative here, a parity generator in the tests, or a type-stub entry. ``setup.py``
-turns the table into the compiled engine's op codes and rule dispatch
-(``src/_optable.pxi``, generated at build time), and the pure engine reads it at
-import. How to add an op: CONTRIBUTING.md.
+Both engines follow this table. An op that lacks a piece is named with the missing
+piece: a C rule by the build (``setup.py`` turns the table into the compiled engine's op
+codes and rule dispatch, ``src/_optable.pxi``), a rule of the pure engine by its import,
+and its method in either engine, its derivative here, a parity generator in the tests or
+a type-stub entry by ``tests/test_ops.py``. How to add an op: CONTRIBUTING.md.
 
 This file is loaded by ``setup.py`` on its own (before the package is built), so it
 imports nothing from cmicrograd.

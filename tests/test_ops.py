@@ -35,14 +35,14 @@ def test_stored_codes_never_change():
 
 
 @pytest.mark.parametrize("op", _ops.BUILTIN, ids=lambda op: op.name)
-def test_every_op_has_its_rules_in_the_pure_engine(op):
+def test_every_op_has_its_code_in_the_pure_engine(op):
+    """The reference engine names each op's code at its top (its methods use the names).
+    A missing forward or backward rule there already stops the import, naming the op."""
     import cmicrograd.reference.engine as R
 
-    for kind in ("forward", "backward"):
-        assert callable(getattr(R, f"{op.name}_{kind}", None)), (
-            f"op {op.name}: cmicrograd/reference/engine.py has no {op.name}_{kind} rule")
-        table = R.FORWARD if kind == "forward" else R.BACKWARD
-        assert table[op.code] is getattr(R, f"{op.name}_{kind}")
+    assert getattr(R, op.name.upper(), None) == op.code, (
+        f"op {op.name}: cmicrograd/reference/engine.py has no {op.name.upper()} = {op.code} "
+        "(add the name to the op codes at its top)")
 
 
 def _outcome(fn, *args):
@@ -92,6 +92,30 @@ def test_every_op_has_its_derivative_as_value_ops(op):
     assert _ops.DERIVATIVES[op.code] is rule
 
 
+@pytest.mark.parametrize("op", [op for op in _ops.BUILTIN if op.method], ids=lambda op: op.name)
+def test_every_op_derivative_gives_the_bits_of_backward(engine, op):
+    """An op's derivative as Value ops (grad with create_graph) and its grad as numbers
+    (grad without it) do the float operations of its backward rule: backward()'s bits."""
+    from cmicrograd import autograd
+
+    for a in (0.5, -1.25, 3.0, 1e-3, 20.0):
+        for b in (0.75, -2.0):
+            x, y = engine.Value(a), engine.Value(b)
+            try:
+                out = getattr(x, op.method)(*[y] * (op.arity - 1))
+                out.backward()
+            except (ArithmeticError, ValueError):
+                continue
+            want = [P.bits(x.grad), P.bits(y.grad)] if op.arity == 2 else [P.bits(x.grad)]
+            leaves = [x, y][:op.arity]
+            for create_graph in (False, True):
+                got = [P.bits(v.data) for v in autograd.grad(out, leaves, create_graph=create_graph)]
+                assert got == want, (f"op {op.name} at {a!r}" + (f", {b!r}" if op.arity == 2 else "")
+                                     + f": grad(create_graph={create_graph}) differs from backward() "
+                                     "(cmicrograd/_ops.py's derivative must do its backward rule's "
+                                     "float operations, in order)")
+
+
 @pytest.mark.parametrize("op", [op for op in _ops.OPS if op.method], ids=lambda op: op.name)
 def test_every_method_op_has_its_method(engine, op):
     method = getattr(engine.Value, op.method, None)
@@ -103,7 +127,8 @@ def test_every_method_op_has_its_method(engine, op):
 @pytest.mark.parametrize("op", _ops.BUILTIN, ids=lambda op: op.name)
 def test_every_op_has_a_parity_generator(op):
     steps = P.COVERS.get(op.name)
-    assert steps, f"op {op.name}: tests/programs.py has no step that makes it (add it to COVERS)"
+    assert steps, (f"op {op.name}: tests/programs.py has no step that makes it (a Value method: "
+                   "add it to METHODS or BINARY_METHODS; another op: a step in ALL_OPS and COVERS)")
     missing = [s for s in steps if s not in P.ALL_OPS]
     assert not missing, f"op {op.name}: steps {missing} are not in tests/programs.py's ALL_OPS"
 
