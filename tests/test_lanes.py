@@ -73,6 +73,22 @@ def _train(engine, loss_fn, *, lanes, threads, steps=6, n=40, activation="relu",
     return curve, [P.bits(p.data) for p in model.parameters()], _nodes(loss), found
 
 
+@pytest.mark.parametrize("lanes", [True, False])
+def test_slots_moved_in_place_give_the_same_bits(lanes):
+    """A recording moves its slots into a new order (runs, lanes) in fresh arrays, or in
+    place when memory for them is short: both give the same replay."""
+    from conftest import ENGINES
+
+    compiled = ENGINES["cython"]
+    want = _train(compiled, _hinge, lanes=lanes, threads=1)
+    compiled.engine._set_slots_move_in_place(True)
+    try:
+        got = _train(compiled, _hinge, lanes=lanes, threads=1)
+    finally:
+        compiled.engine._set_slots_move_in_place(False)
+    assert got == want
+
+
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_lanes_and_threads_train_bit_for_bit(engine, loss):
     scalar = _train(engine, LOSSES[loss], lanes=False, threads=1)
