@@ -1,4 +1,4 @@
-/* kernels.h -- the inner loops of a replay (tape.pxi) over contiguous arrays.
+/* kernels.h -- the inner loops of a replay (replay.pxi) over contiguous arrays.
  *
  * A fused sum whose weights and inputs sit in consecutive slots runs these plain loops,
  * which compilers unroll and vectorize. They do exactly the floating-point operations

@@ -1,4 +1,4 @@
-/* lane_kernels.h -- the loops of a lane replay (lanes.pxi), one template op over many
+/* lane_kernels.h -- the loops of a lane replay (lane_replay.pxi), one template op over many
  * examples side by side: plain loops over contiguous arrays, which compilers vectorize.
  *
  * Included twice by lanes.h: once for the baseline instruction set, once (x86-64, GCC or

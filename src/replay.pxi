@@ -667,7 +667,7 @@ cdef Py_ssize_t _forward_run(double* D, double* G, Entry* entries, Py_ssize_t st
                         return e + d
             e += width
             continue
-        # the common ops first, by their rules (rules.pxi) with no error to check
+        # the common ops first, by their rules (value.pxi) with no error to check
         if en.code == ADD:
             D[en.out] = add_forward(D[en.a], D[en.b], 0.0, err)
         elif en.code == MUL:
