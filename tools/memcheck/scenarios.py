@@ -1408,7 +1408,8 @@ if leaf.grad != 1.0:
     print(f"after the MemoryError a backward misses nodes: leaf.grad {leaf.grad} != 1.0")
     sys.exit(1)
 # a recording of the chain's bottom 5,000 nodes, which hold the one the walk failed at
-# (about 450 above the leaf) and whose recording fits the cap, must read no stale slot
+# (about 450 above the leaf), must read no stale slot; it fits the cap (its entries are
+# 48 bytes each: under a 1 MiB cap a recording holds at most ~15,000 of them)
 g = cmicrograd.compile(node(N - 5_000) * 3.0)
 g.forward()
 leaf.grad = 0.0
