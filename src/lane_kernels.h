@@ -78,17 +78,20 @@ CM_TARGET static void CM_K(axpy_ll)(double *g, const double *u, const double *v,
  * one addition after the other, k = 0..m-1 (gp_k at gp + k * stride; w_j = w + j * m).
  * Four inputs and eight lanes at a time: 4 x 8 sums held in registers, so that the
  * additions of different sums overlap (each sum's chain is as long as the layer). */
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(__GNUC__) || defined(__clang__)   /* GCC's vector extension: the fast loops */
+#define CM_VEC 1
 #ifndef CM_V4D_DEFINED
 #define CM_V4D_DEFINED
 typedef double cm_v4d __attribute__((vector_size(32), aligned(8)));
 #endif
 #define CM_LD(p) (*(const cm_v4d *)(p))
 #define CM_ST(p, v) (*(cm_v4d *)(p) = (v))
+#endif
 CM_TARGET static void CM_K(axpy_run)(double *const *g, Py_ssize_t nj, const double *w,
                                      const double *gp, Py_ssize_t stride, Py_ssize_t m,
                                      Py_ssize_t n) {
     Py_ssize_t j = 0, e, k;
+#ifdef CM_VEC
     for (; j + 4 <= nj; j += 4) {
         double *g0 = g[j], *g1 = g[j + 1], *g2 = g[j + 2], *g3 = g[j + 3];
         const double *w0 = w + j * m, *w1 = w0 + m, *w2 = w1 + m, *w3 = w2 + m;
@@ -115,6 +118,7 @@ CM_TARGET static void CM_K(axpy_run)(double *const *g, Py_ssize_t nj, const doub
             g0[e] = s0; g1[e] = s1; g2[e] = s2; g3[e] = s3;
         }
     }
+#endif
     for (; j < nj; j++) {
         double *gj = g[j];
         const double *wj = w + j * m;
@@ -133,6 +137,7 @@ CM_TARGET static void CM_K(layer_forward)(double *const *out, const double *b, c
                                           const double *const *x, Py_ssize_t m, Py_ssize_t n,
                                           Py_ssize_t len) {
     Py_ssize_t k = 0, e, j;
+#ifdef CM_VEC
     for (; k + 4 <= m; k += 4) {
         const double *w0 = w + k * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
         for (e = 0; e + 8 <= len; e += 8) {
@@ -160,6 +165,7 @@ CM_TARGET static void CM_K(layer_forward)(double *const *out, const double *b, c
             out[k][e] = s0; out[k + 1][e] = s1; out[k + 2][e] = s2; out[k + 3][e] = s3;
         }
     }
+#endif
     for (; k < m; k++) {
         const double *wk = w + k * n;
         for (e = 0; e < len; e++) {
@@ -177,7 +183,9 @@ CM_TARGET static void CM_K(layer_forward)(double *const *out, const double *b, c
 CM_TARGET static void CM_K(layer_reduce)(double *G, const int32_t *w0, const int32_t *w1,
                                          const double *xt, Py_ssize_t n, const double *gp0,
                                          const double *gp1, Py_ssize_t E) {
-    Py_ssize_t j = 0, e, i;
+    Py_ssize_t j = 0, e;
+#ifdef CM_VEC
+    Py_ssize_t i;
     double t[16];
     for (; j + 16 <= n; j += 16) {
         cm_v4d a0, a1, a2, a3, b0, b1, b2, b3;
@@ -206,7 +214,8 @@ CM_TARGET static void CM_K(layer_reduce)(double *G, const int32_t *w0, const int
         CM_ST(t, a0); CM_ST(t + 4, a1); CM_ST(t + 8, a2); CM_ST(t + 12, a3);
         for (i = 0; i < 16; i++) G[w0[j + i]] = t[i];
     }
-    for (; j < n; j++) {                     /* the inputs left over, one by one */
+#endif
+    for (; j < n; j++) {                     /* the inputs left over (all, without CM_VEC) */
         double s0 = G[w0[j]], s1 = gp1 ? G[w1[j]] : 0.0;
         for (e = E - 1; e >= 0; e--) {
             s0 = s0 + xt[e * n + j] * gp0[e];
@@ -216,45 +225,10 @@ CM_TARGET static void CM_K(layer_reduce)(double *G, const int32_t *w0, const int
         if (gp1) G[w1[j]] = s1;
     }
 }
+#ifdef CM_VEC
+#undef CM_VEC
 #undef CM_LD
 #undef CM_ST
-#else
-CM_TARGET static void CM_K(axpy_run)(double *const *g, Py_ssize_t nj, const double *w,
-                                     const double *gp, Py_ssize_t stride, Py_ssize_t m,
-                                     Py_ssize_t n) {
-    Py_ssize_t j, e, k;
-    for (j = 0; j < nj; j++)
-        for (e = 0; e < n; e++) {
-            double s = g[j][e];
-            for (k = 0; k < m; k++) s = s + w[j * m + k] * gp[k * stride + e];
-            g[j][e] = s;
-        }
-}
-CM_TARGET static void CM_K(layer_reduce)(double *G, const int32_t *w0, const int32_t *w1,
-                                         const double *xt, Py_ssize_t n, const double *gp0,
-                                         const double *gp1, Py_ssize_t E) {
-    Py_ssize_t j, e;
-    for (j = 0; j < n; j++) {
-        double s0 = G[w0[j]], s1 = gp1 ? G[w1[j]] : 0.0;
-        for (e = E - 1; e >= 0; e--) {
-            s0 = s0 + xt[e * n + j] * gp0[e];
-            if (gp1) s1 = s1 + xt[e * n + j] * gp1[e];
-        }
-        G[w0[j]] = s0;
-        if (gp1) G[w1[j]] = s1;
-    }
-}
-CM_TARGET static void CM_K(layer_forward)(double *const *out, const double *b, const double *w,
-                                          const double *const *x, Py_ssize_t m, Py_ssize_t n,
-                                          Py_ssize_t len) {
-    Py_ssize_t k, e, j;
-    for (k = 0; k < m; k++)
-        for (e = 0; e < len; e++) {
-            double s0 = b[k];
-            for (j = 0; j < n; j++) s0 = s0 + w[k * n + j] * x[j][e];
-            out[k][e] = s0;
-        }
-}
 #endif
 
 /* ---- the shared slots' grads: each job adds its examples' contributions to one slot,
