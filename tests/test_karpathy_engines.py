@@ -93,46 +93,21 @@ class LocalGradValue:
 OPS = ["+", "*", "-", "/", "+c", "c-", "*c", "c/", "pow", "log", "exp", "relu", "neg"]
 
 
-def _apply(op, a, b, c):
-    if op == "+":
-        return a + b
-    if op == "*":
-        return a * b
-    if op == "-":
-        return a - b
-    if op == "/":
-        return a / b
-    if op == "+c":
-        return a + c
-    if op == "c-":
-        return c - a
-    if op == "*c":
-        return a * c
-    if op == "c/":
-        return c / a
-    if op == "pow":
-        return a ** random.choice([2, 3, -1, 0.5])
-    if op == "neg":
-        return -a
-    return getattr(a, op)()
-
-
 def _run(V, seed, n_steps=25):
     rng = random.Random(seed)
     nodes = [V(rng.uniform(0.5, 2.0)) for _ in range(3)]
     for _ in range(n_steps):
         op = rng.choice(OPS)
-        a, b = rng.choice(nodes), rng.choice(nodes)
+        i, j = rng.randrange(len(nodes)), rng.randrange(len(nodes))
+        a, b = nodes[i], nodes[j]
         c = rng.choice([0.5, 1.5, 3.0, 2.0])
         if op in ("log", "pow", "/", "c/") or (op == "exp" and abs(a.data) > 50):
             # keep to where the ops are defined and finite: positive, moderate operands
             if not 0.01 < a.data < 1e6 or not 0.01 < b.data < 1e6:
                 continue
-        state = random.getstate()
-        random.seed(rng.random())
-        out = _apply(op, a, b, c)
-        random.setstate(state)
-        nodes.append(out)
+        exponent = random.Random(rng.random()).choice([2, 3, -1, 0.5])
+        step = P.Step(op, i, j, exponent if op == "pow" else c)
+        nodes.append(P.apply(V, step, nodes))   # the parity tests' ops
     root = nodes[-1]
     root.backward()
     return [(P.bits(float(v.data)), P.bits(float(v.grad))) for v in nodes]
