@@ -22,7 +22,6 @@ from cpython.object cimport PyTypeObject, destructor
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t, int32_t
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memset, memcpy
-from libc.math cimport sqrt
 from cpython.array cimport array
 
 cdef extern from "Python.h":
