@@ -8,7 +8,8 @@ exception from ``backward()``. ``assert_same_run`` compares two runs: same excep
 any NaN), the same ``_op`` strings and the same ``_prev`` structure.
 
 Used by the hypothesis tests (test_parity.py) and the long fuzz run
-(test_fuzz.py / ``pytest -m fuzz``).
+(test_fuzz.py / ``pytest -m fuzz``). ``with_and_without_simd`` runs a check in fresh
+processes on both instruction sets of the compiled loops.
 """
 
 from __future__ import annotations
@@ -243,3 +244,22 @@ class Cube(Function):
     def backward(ctx: Any, grad: float) -> float:
         (x,) = ctx.saved_values
         return 3 * x**2 * grad
+
+
+def with_and_without_simd(script: str) -> List[Any]:
+    """What ``script`` prints as JSON, run by ``python -c`` with tests/ as argv[1], once
+    with CMICROGRAD_SIMD=1 (the default loops: AVX2 where the CPU has it) and once with
+    CMICROGRAD_SIMD=0 (the baseline loops), each in a fresh process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    outputs = []
+    for simd in ("1", "0"):
+        done = subprocess.run([sys.executable, "-c", script, here],
+                              env=dict(os.environ, CMICROGRAD_SIMD=simd),
+                              capture_output=True, text=True, check=True)
+        outputs.append(json.loads(done.stdout))
+    return outputs

@@ -9,7 +9,6 @@ baseline (non-AVX2) lane loops, tested in a subprocess.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
@@ -321,13 +320,7 @@ print(json.dumps([cmicrograd._engine._lane_kernels(),
 
 def test_baseline_and_avx2_lane_loops_give_the_same_bits(both):
     """CMICROGRAD_SIMD=0 picks the baseline loops: the same bits as the default ones."""
-    outputs = []
-    here = os.path.dirname(__file__)
-    for simd in ("1", "0"):
-        env = dict(os.environ, CMICROGRAD_SIMD=simd)
-        done = subprocess.run([sys.executable, "-c", _SIMD_SCRIPT, here], env=env,
-                              capture_output=True, text=True, check=True)
-        outputs.append(json.loads(done.stdout))
+    outputs = P.with_and_without_simd(_SIMD_SCRIPT)
     assert outputs[1][0] == "baseline"
     assert outputs[0][0] in ("avx2", "baseline")
     assert outputs[0][1] == outputs[1][1]

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 
@@ -324,12 +321,6 @@ print(json.dumps([cmicrograd._engine._lane_kernels(),
 
 def test_adam_kernel_baseline_and_avx2_give_the_same_bits(both):
     """CMICROGRAD_SIMD=0 picks the baseline Adam loop: the same bits as the default one."""
-    here = os.path.dirname(__file__)
-    outputs = []
-    for simd in ("1", "0"):
-        done = subprocess.run([sys.executable, "-c", _ADAM_SIMD_SCRIPT, here],
-                              env=dict(os.environ, CMICROGRAD_SIMD=simd),
-                              capture_output=True, text=True, check=True)
-        outputs.append(json.loads(done.stdout))
+    outputs = P.with_and_without_simd(_ADAM_SIMD_SCRIPT)
     assert outputs[1][0] == "baseline"
     assert outputs[0][1] == outputs[1][1]
