@@ -53,6 +53,7 @@ include "pickle.pxi"       # pickling a graph of any depth as flat arrays
 include "record.pxi"       # recording a graph for replay
 include "lanes.pxi"        # finding a batch of identical examples in a recording
 include "lane_replay.pxi"  # replaying them side by side, one per SIMD lane, on many cores
+include "train_step.pxi"   # a compiled training step: zero_grad and the optimizers in C
 include "replay.pxi"       # CompiledGraph: replaying a recording in C
 
 init_value_type()

@@ -107,31 +107,60 @@ cdef int _check_buffer(array buf, Py_ssize_t n, str what) except -1:
 
 
 cdef enum:
-    _ADAM_CHUNK = 256  # parameters per call of the Adam loop
+    _CHUNK = 256  # parameters per call of an optimizer's loop
+
+cdef Node _probe
+cdef Py_ssize_t _GRAD_OFFSET = &_probe.grad - &_probe.data  # a node's grad, seen from its data
+
+
+cdef void sgd_loop(double *const *p, Py_ssize_t goff, double* m, Py_ssize_t n, double lr,
+                   double momentum, double dampening, double weight_decay, bint nesterov,
+                   bint first) noexcept nogil:
+    """One SGD step over n parameters, in order: p[i] points at parameter i's data, its
+    grad at p[i][goff], m[i] is its momentum buffer (the operations of _sgd_kernel)."""
+    cdef double keep = 1.0 - dampening
+    cdef double g, b
+    cdef Py_ssize_t i
+    for i in range(n):
+        g = p[i][goff]
+        if weight_decay != 0.0:
+            g = g + weight_decay * p[i][0]
+        if momentum != 0.0:
+            b = g if first else momentum * m[i] + keep * g
+            m[i] = b
+            g = g + momentum * b if nesterov else b
+        p[i][0] = p[i][0] - lr * g
 
 
 def sgd_kernel(params, array buf not None, double lr, double momentum, double dampening,
                double weight_decay, bint nesterov, bint first):
     """One SGD step over params (see cmicrograd.optim._sgd_kernel)."""
-    cdef double keep = 1.0 - dampening
-    cdef double g, b
+    # the loop above, handed the parameters' nodes in chunks, in order
+    cdef double* nodes[_CHUNK]
     cdef double* m = buf.data.as_doubles
-    cdef Py_ssize_t i = 0, n = len(params)
-    cdef Node* p
+    cdef Py_ssize_t i = 0, done = 0, n = len(params)
     _check_buffer(buf, n, "the momentum buffer")
     for item in params:
-        if i >= n:
+        if done + i >= n:
             raise ValueError("params yielded more items than its len()")
-        p = _param(item)
-        g = p.grad
-        if weight_decay != 0.0:
-            g = g + weight_decay * p.data
-        if momentum != 0.0:
-            b = g if first else momentum * m[i] + keep * g
-            m[i] = b
-            g = g + momentum * b if nesterov else b
-        p.data = p.data - lr * g
+        nodes[i] = &_param(item).data
         i += 1
+        if i == _CHUNK:
+            sgd_loop(nodes, _GRAD_OFFSET, m + done, i, lr, momentum, dampening, weight_decay,
+                     nesterov, first)
+            done += i
+            i = 0
+    if i:
+        sgd_loop(nodes, _GRAD_OFFSET, m + done, i, lr, momentum, dampening, weight_decay,
+                 nesterov, first)
+
+
+cdef inline void adam_constants(double* k, double beta1, double beta2, double eps,
+                                double step_size, double bc2_sqrt, double grad_decay,
+                                double param_scale) noexcept:
+    """The eight numbers the Adam loop (lane_kernels.h) reads."""
+    k[0] = 1.0 - beta1; k[1] = beta2; k[2] = 1.0 - beta2; k[3] = eps
+    k[4] = step_size; k[5] = bc2_sqrt; k[6] = grad_decay; k[7] = param_scale
 
 
 def adam_kernel(params, array exp_avg not None, array exp_avg_sq not None, double beta1, double beta2,
@@ -140,28 +169,23 @@ def adam_kernel(params, array exp_avg not None, array exp_avg_sq not None, doubl
     """One Adam / AdamW step over params (see cmicrograd.optim._adam_kernel)."""
     # The update itself is a loop in lane_kernels.h (four parameters at a time with AVX2:
     # its square root and divisions are most of a step); here, the parameters' nodes are
-    # handed to it in chunks of _ADAM_CHUNK, in order.
+    # handed to it in chunks of _CHUNK, in order.
     cdef double k[8]
-    cdef double* nodes[_ADAM_CHUNK]
+    cdef double* nodes[_CHUNK]
     cdef double* m = exp_avg.data.as_doubles
     cdef double* v = exp_avg_sq.data.as_doubles
     cdef Py_ssize_t i = 0, done = 0, n = len(params)
-    cdef Node* p
-    cdef Node probe
-    cdef Py_ssize_t goff = &probe.grad - &probe.data  # where a grad is, from its data
     _check_buffer(exp_avg, n, "the first moment buffer")
     _check_buffer(exp_avg_sq, n, "the second moment buffer")
-    k[0] = 1.0 - beta1; k[1] = beta2; k[2] = 1.0 - beta2; k[3] = eps
-    k[4] = step_size; k[5] = bc2_sqrt; k[6] = grad_decay; k[7] = param_scale
+    adam_constants(k, beta1, beta2, eps, step_size, bc2_sqrt, grad_decay, param_scale)
     for item in params:
         if done + i >= n:
             raise ValueError("params yielded more items than its len()")
-        p = _param(item)
-        nodes[i] = &p.data
+        nodes[i] = &_param(item).data
         i += 1
-        if i == _ADAM_CHUNK:
-            cm_lk.adam(nodes, goff, m + done, v + done, i, k)
+        if i == _CHUNK:
+            cm_lk.adam(nodes, _GRAD_OFFSET, m + done, v + done, i, k)
             done += i
             i = 0
     if i:
-        cm_lk.adam(nodes, goff, m + done, v + done, i, k)
+        cm_lk.adam(nodes, _GRAD_OFFSET, m + done, v + done, i, k)

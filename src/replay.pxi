@@ -211,6 +211,7 @@ cdef class CompiledGraph:
     cdef list functions              # per Function entry: its FunctionBackward
     cdef dict custom_index           # entry index -> position in functions
     cdef dict slot_index             # node address -> slot, for Function nodes' inputs
+    cdef _StepPlan plan               # the training step's parameters (train_step.pxi)
 
     def __cinit__(self):
         self.recorded = False
@@ -451,6 +452,10 @@ cdef class CompiledGraph:
     def backward(self):
         """What ``output.backward()`` would do on the graph as the last forward built
         it: set the output's grad to 1.0 and accumulate into every recorded node."""
+        self._backward_locked(None)
+
+    cdef int _backward_locked(self, _StepPlan zero) except -1:
+        """backward(); with a plan, the plan's parameters start from 0.0 (zero_grad)."""
         cdef bint locked = False
         self._ensure_recorded()
         if self.forward_failed:
@@ -460,21 +465,25 @@ cdef class CompiledGraph:
             locked = True
         try:
             self._ensure_recorded()
-            self._backward()
+            self._backward(zero)
         finally:
             if locked:
                 _unlock_leaves()
+        return 0
 
-    cdef int _backward(self) except -1:
+    cdef int _backward(self, _StepPlan zero) except -1:
         cdef Py_ssize_t i
         cdef int err = 0
         cdef Py_ssize_t failed = -1
         cdef Tape* t = &self.t
-        # the rules read current data, as micrograd's closures do: refresh what Python
-        # may have changed since the forward
-        for i in range(t.n_leaves):
-            t.D[t.leaf_slots[i]] = t.leaf_nodes[i].data
-            t.G[t.leaf_slots[i]] = t.leaf_nodes[i].grad
+        if zero is not None:     # a training step: straight after forward()
+            if zero.recording != self.recordings:
+                plan_slots(zero, t, self.recordings)
+            plan_load_leaves(zero, t)
+        else:   # the rules read current data, as micrograd's closures do: refresh what
+            for i in range(t.n_leaves):   # Python may have changed since the forward
+                t.D[t.leaf_slots[i]] = t.leaf_nodes[i].data
+                t.G[t.leaf_slots[i]] = t.leaf_nodes[i].grad
         for i in range(t.n_shown):
             t.D[t.shown_slots[i]] = t.shown_nodes[i].data
             t.G[t.shown_slots[i]] = t.shown_nodes[i].grad
@@ -589,14 +598,29 @@ cdef class CompiledGraph:
     def __call__(self):
         """One training step: ``forward()``, the optimizer's ``zero_grad()``,
         ``backward()``, the optimizer's ``step()``. Returns the loss (the output's data
-        before the update)."""
+        before the update). For SGD, Adam and AdamW it runs in C (train_step.pxi)."""
+        cdef _StepPlan plan
         if self.optimizer is None:
             raise TypeError("this compiled graph has no optimizer: compile(loss, optimizer=opt) "
                             "to call it as a training step, or call forward() and backward()")
         value = self.forward()
-        self.optimizer.zero_grad()
-        self.backward()
-        self.optimizer.step()
+        opt = self.optimizer
+        if self.t.has_custom or not is_planned_optimizer(opt):   # (Python may run between)
+            opt.zero_grad()
+            self.backward()
+            opt.step()
+            return value
+        plan = self.plan
+        if not plan_matches(plan, opt.params):
+            plan = self.plan = make_plan(opt.params)
+        if plan is None:   # not all compiled Values: the methods say what is wrong
+            opt.zero_grad()
+            self.backward()
+            opt.step()
+            return value
+        self._backward_locked(plan)   # with opt.zero_grad() folded in
+        if not plan_update(plan, opt):
+            opt.step()
         return value
 
     @property
