@@ -319,10 +319,9 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                 if not _same_slot(en.a, en1.a, delta, base1, S):
                     return NULL
                 if en.code == DOT:
-                    for j in range(en.n):
-                        if not (_same_slot(t.tw[en.b + j], t.tw[en1.b + j], delta, base1, S)
-                                and _same_slot(t.tx[en.b + j], t.tx[en1.b + j], delta, base1, S)):
-                            return NULL
+                    if not (_same_slots(&t.tw[en.b], &t.tw[en1.b], en.n, delta, base1, S)
+                            and _same_slots(&t.tx[en.b], &t.tx[en1.b], en.n, delta, base1, S)):
+                        return NULL
                 elif not _same_slot(en.b, en1.b, delta, base1, S):
                     return NULL
         # example 0 against example 1: its slots by a map; what example 1 reads outside
@@ -376,6 +375,19 @@ cdef inline bint _same_slot(int32_t s, int32_t s1, int32_t delta, Py_ssize_t bas
     """Whether an example reads s where example 1 reads s1: its own copy of a template
     slot (delta on), or the same shared slot."""
     return s == (s1 + delta if base1 <= s1 < base1 + S else s1)
+
+
+cdef inline bint _same_slots(const int32_t* s, const int32_t* s1, Py_ssize_t n, int32_t delta,
+                             Py_ssize_t base1, Py_ssize_t S) noexcept nogil:
+    """_same_slot for n terms; without branches, so that the compiler vectorizes it (a
+    fused sum's terms are most of what is compared)."""
+    cdef Py_ssize_t j
+    cdef int32_t differ = 0
+    cdef int32_t b = <int32_t>base1
+    cdef uint32_t size = <uint32_t>S
+    for j in range(n):   # (in the block: s1 - base1 < S, unsigned)
+        differ |= s[j] ^ (s1[j] + (delta & -<int32_t>(<uint32_t>(s1[j] - b) < size)))
+    return differ == 0
 
 
 cdef inline bint _same_op(Entry* en, Entry* en1) noexcept nogil:
@@ -577,7 +589,7 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         for p in range(t.n_program):
             t.program[p].entry = new_entry[t.program[p].entry]
         _permute_entries(t, new_entry)
-        _renumber_slots(t, new_slot)
+        _renumber_slots(t, new_slot, _renumber_terms(t, new_slot, plan.entry_start, K, E, T * E))
         _describe_template(plan, t, T * E)
         _hoist_steps(plan, T)
         _find_layers(plan)
@@ -588,6 +600,48 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         free(count)
         if not ok:
             lanes_free(plan)
+
+
+cdef bint _renumber_terms(Tape* t, const int32_t* new, Py_ssize_t start, Py_ssize_t K,
+                          Py_ssize_t E, Py_ssize_t lane_slots) noexcept nogil:
+    """_renumber_slots' work on the fused sums' terms, on a laid-out tape (its entries
+    moved, example e's K at start + e * K), by what _try_chain proved: example e reads
+    its own copy of each lane slot example 1 reads, which now sits e - 1 further, and
+    the same shared slots. So examples 0 and 1 (and the rest) look each term up, and
+    the examples after copy example 1's terms in one sequential pass, which costs less
+    than a lookup per term (most of a batch's terms). False, nothing done, if some term
+    belongs to no fused sum."""
+    cdef Py_ssize_t i, j, total = 0, derived = start + 2 * K, stop = start + E * K
+    cdef Entry* en
+    cdef Entry* src
+    for i in range(t.n_entries):
+        if t.entries[i].code == DOT:
+            total += t.entries[i].n
+    if total != t.n_terms:
+        return False
+    for i in range(t.n_entries):
+        en = &t.entries[i]
+        if en.code == DOT and not (derived <= i < stop):
+            for j in range(en.b, en.b + en.n):
+                t.tw[j] = new[t.tw[j]]
+                t.tx[j] = new[t.tx[j]]
+    for i in range(derived, stop):
+        en = &t.entries[i]
+        if en.code == DOT:
+            src = &t.entries[start + K + (i - start) % K]
+            _shifted(&t.tw[en.b], &t.tw[src.b], en.n, <int32_t>((i - start) // K - 1), lane_slots)
+            _shifted(&t.tx[en.b], &t.tx[src.b], en.n, <int32_t>((i - start) // K - 1), lane_slots)
+    return True
+
+
+cdef inline void _shifted(int32_t* out, const int32_t* src, Py_ssize_t n, int32_t shift,
+                          Py_ssize_t lane_slots) noexcept nogil:
+    """out[j] = src[j] + shift for a lane slot, src[j] for a shared one (no branches:
+    the compiler vectorizes it)."""
+    cdef Py_ssize_t j
+    cdef int32_t lanes_end = <int32_t>lane_slots
+    for j in range(n):
+        out[j] = src[j] + (shift & -<int32_t>(src[j] < lanes_end))
 
 
 cdef void _permute_entries(Tape* t, int32_t* new) noexcept nogil:

@@ -565,9 +565,9 @@ cdef void _number_slots_for_runs(Tape* t) noexcept nogil:
     _renumber_slots(t, new)
 
 
-cdef void _renumber_slots(Tape* t, int32_t* new) noexcept nogil:
+cdef void _renumber_slots(Tape* t, int32_t* new, bint terms_done=False) noexcept nogil:
     """Apply the slot permutation ``new`` (old slot -> new slot) to every array (new may
-    be left changed)."""
+    be left changed); ``terms_done``: the fused sums' terms already are."""
     cdef Py_ssize_t i
     cdef Entry* en
     for i in range(t.n_entries):
@@ -578,9 +578,10 @@ cdef void _renumber_slots(Tape* t, int32_t* new) noexcept nogil:
             en.b = new[en.b]
         if en.act_out >= 0:
             en.act_out = new[en.act_out]
-    for i in range(t.n_terms):
-        t.tw[i] = new[t.tw[i]]
-        t.tx[i] = new[t.tx[i]]
+    if not terms_done:
+        for i in range(t.n_terms):
+            t.tw[i] = new[t.tw[i]]
+            t.tx[i] = new[t.tx[i]]
     for i in range(t.n_leaves):
         t.leaf_slots[i] = new[t.leaf_slots[i]]
     for i in range(t.n_shown):
