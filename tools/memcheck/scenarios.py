@@ -1047,6 +1047,54 @@ def optimizer_kernels():
 
 
 @scenario
+def compiled_training_step():
+    """compile(loss, optimizer=opt)() in C (src/train_step.pxi): its plan made, checked
+    and made anew as the parameter list changes (swapped, a node outside the graph put
+    in, shortened, a non-Value put in), a re-recording between steps, a buffer
+    shorter than the list, and the graph freed with its plan."""
+    from array import array
+
+    import cmicrograd
+    from cmicrograd.optim import Adam, AdamW
+    for cls, kw in ((SGD, dict(lr=0.05)), (SGD, dict(lr=0.05, momentum=0.9)),
+                    (Adam, dict(lr=1e-2)), (AdamW, dict(lr=1e-2))):
+        model = nn.MLP(2, [8, 8, 1])
+        rows = [[V(0.1 * i), V(-0.2 * i)] for i in range(24)]
+        loss = sum((model(r).relu() for r in rows), V(0.0)) + sum(p * p for p in model.parameters())
+        opt = cls(model.parameters(), **kw)
+        step = cmicrograd.compile(loss, optimizer=opt)
+        for k in range(12):
+            if k == 2:
+                opt.params[0], opt.params[3] = opt.params[3], opt.params[0]
+            elif k == 4:
+                opt.params[5] = V(2.0) * 3.0      # a node outside the graph
+            elif k == 6:
+                opt.params.pop()
+            elif k == 8:
+                cmicrograd.compile(loss)          # detaches step: it records again
+            step()
+        check(step.recordings >= 2, "recorded again after another graph took its nodes")
+        buffers = opt._buffers
+        name = next(iter(buffers))
+        buffers[name] = array("d", bytes(8))
+        try:
+            step()
+        except ValueError:
+            pass
+        else:   # (plain SGD reads no buffer)
+            check(cls is SGD and opt.momentum == 0.0, "a short buffer was refused")
+        buffers[name] = array("d", bytes(8 * len(opt.params)))
+        opt.params[1] = 1.0
+        try:
+            step()
+        except (TypeError, AttributeError):
+            pass
+        else:
+            raise AssertionError("a float parameter was accepted")
+        del step, loss, opt
+
+
+@scenario
 def spare_tape_after_error():
     """Recording fails half-way (a hand-written _backward deep in the graph, met after
     thousands of slots were given): the tape goes back as the spare and the next
