@@ -606,6 +606,7 @@ cdef bint _move_slots_to_new_arrays(Tape* t, const int32_t* new) noexcept nogil:
     (following the permutation's cycles in place waits on a cache miss per slot). False,
     with nothing changed, if there is no memory for the copies."""
     cdef Py_ssize_t i, n = t.n_slots, cap = t.cap_slots
+    cdef int32_t j
     cdef double* D = <double*>malloc(cap * sizeof(double) + 8)
     cdef double* G = <double*>malloc(cap * sizeof(double) + 8)
     cdef Node** nodes = <Node**>malloc(cap * sizeof(Node*) + 8)
@@ -613,14 +614,12 @@ cdef bint _move_slots_to_new_arrays(Tape* t, const int32_t* new) noexcept nogil:
     if D == NULL or G == NULL or nodes == NULL or hidden == NULL:
         free(D); free(G); free(nodes); free(hidden)
         return False
-    for i in range(n):
-        D[new[i]] = t.D[i]
-    for i in range(n):
-        G[new[i]] = t.G[i]
-    for i in range(n):
-        nodes[new[i]] = t.node_of_slot[i]
-    for i in range(n):
-        hidden[new[i]] = t.hidden[i]
+    for i in range(n):   # (one pass: one read of new[i] for the four)
+        j = new[i]
+        D[j] = t.D[i]
+        G[j] = t.G[i]
+        nodes[j] = t.node_of_slot[i]
+        hidden[j] = t.hidden[i]
     free(t.D); free(t.G); free(t.node_of_slot); free(t.hidden)
     t.D, t.G, t.node_of_slot, t.hidden = D, G, nodes, hidden
     return True
