@@ -12,12 +12,26 @@
 #define CMICROGRAD_KERNELS_H
 
 #include <Python.h>
+#include <stdlib.h>
 
 #if defined(_MSC_VER)
 #define CM_RESTRICT __restrict
 #else
 #define CM_RESTRICT __restrict__
 #endif
+
+/* n bytes starting on a cache line, to be released with free() (NULL if none): the
+ * arrays that threads split by lanes (lanes.pxi), so that where one thread's lanes end
+ * and the next's begin is a line boundary, not a line both write. Where there is no
+ * posix_memalign (Windows), plain malloc: correct, only without that guarantee. */
+static inline void *cm_malloc_lines(size_t n) {
+#ifdef _WIN32
+    return malloc(n);
+#else
+    void *p = NULL;
+    return posix_memalign(&p, 64, n) == 0 ? p : NULL;
+#endif
+}
 
 /* g[j] += v[j] * a for j in [0, n) */
 static inline void cm_axpy(double *CM_RESTRICT g, const double *CM_RESTRICT v, double a,

@@ -500,7 +500,7 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         plan.gp_at = K * E
         plan.rows_at = 2 * K * E
         plan.scratch_at = plan.rows_at + n_rows * E
-        plan.buf = <double*>malloc((plan.scratch_at + 2 * E) * sizeof(double))   # (written before read)
+        plan.buf = <double*>cm_malloc_lines((plan.scratch_at + 2 * E) * sizeof(double))   # (written before read)
         plan.chain = <BwItem*>malloc(n_chain * sizeof(BwItem) + 1)
         if plan.items == NULL or plan.ops == NULL or plan.terms == NULL or plan.jobs == NULL \
                 or plan.buf == NULL or plan.chain == NULL:

@@ -71,6 +71,10 @@ cdef struct Tape:
     Py_ssize_t cap_slots, cap_entries, cap_terms, cap_program, cap_leaves
 
 
+cdef extern from "kernels.h":
+    void* cm_malloc_lines(size_t n) noexcept nogil
+
+
 cdef void _free_arrays(Tape* t) noexcept nogil:
     lanes_free(t.lanes)
     free(t.D); free(t.G); free(t.node_of_slot); free(t.hidden); free(t.work)
@@ -607,8 +611,8 @@ cdef bint _move_slots_to_new_arrays(Tape* t, const int32_t* new) noexcept nogil:
     with nothing changed, if there is no memory for the copies."""
     cdef Py_ssize_t i, n = t.n_slots, cap = t.cap_slots
     cdef int32_t j
-    cdef double* D = <double*>malloc(cap * sizeof(double) + 8)
-    cdef double* G = <double*>malloc(cap * sizeof(double) + 8)
+    cdef double* D = <double*>cm_malloc_lines(cap * sizeof(double) + 8)
+    cdef double* G = <double*>cm_malloc_lines(cap * sizeof(double) + 8)
     cdef Node** nodes = <Node**>malloc(cap * sizeof(Node*) + 8)
     cdef uint8_t* hidden = <uint8_t*>malloc(cap * sizeof(uint8_t) + 8)
     if D == NULL or G == NULL or nodes == NULL or hidden == NULL:
