@@ -8,7 +8,12 @@ over per-parameter state kept in ``array('d')`` buffers; ``step()`` computes the
 per-step scalars (learning rate, bias corrections) and calls the kernel. The compiled
 engine has C versions of these kernels (``sgd_kernel``, ``adam_kernel`` in
 src/nn_helpers.pxi) with the same signatures and the same operations, so a step on its
-Values makes no Python call per parameter.
+Values makes no Python call per parameter. A graph compiled with an SGD, Adam or AdamW
+(``cmicrograd.compile(loss, optimizer=opt)``) goes further: calling it runs
+``zero_grad`` and ``step()`` in C too (src/train_step.pxi), reading the same attributes
+``step()`` reads, at every step; a subclass keeps its own ``step()``. Keep the two in
+step: a change to ``step()`` here needs the same change in ``plan_update`` there
+(tests/test_train_step.py compares them).
 
 State survives saving: ``state_dict()`` / ``load_state_dict()`` are JSON-ready (floats
 round-trip exactly), ``save(path)`` / ``load(path)`` write and read them, and
