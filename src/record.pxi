@@ -450,14 +450,18 @@ cdef int _find_hidden(Tape* t, Node* root) except -1:
     cdef Entry* en
     cdef Node* node
     cdef int32_t* internal = t.work   # references from the recorded graph, per slot
+    cdef uint8_t* is_op = t.hidden    # (zero on entry) 1 for an op node's slot, for now
     memset(internal, 0, t.n_slots * sizeof(int32_t))
     for e in range(t.n_entries):
+        is_op[t.entries[e].out] = 1
+    for e in range(t.n_entries):
         en = &t.entries[e]
-        if en.code == DOT:
-            internal[en.a] += 1
+        if en.code == DOT:      # (only op nodes' counts are read: a fused sum's terms,
+            internal[en.a] += 1  # most of a graph, count only those, found in a byte array)
             for j in range(en.b, en.b + en.n):
-                internal[t.tw[j]] += 1
-                if t.node_of_slot[t.tx[j]] != NULL:
+                if is_op[t.tw[j]]:
+                    internal[t.tw[j]] += 1
+                if is_op[t.tx[j]]:
                     internal[t.tx[j]] += 1
         elif en.code == CUSTOM:
             for child in _value(t.node_of_slot[en.out])._prev:
@@ -473,6 +477,7 @@ cdef int _find_hidden(Tape* t, Node* root) except -1:
             t.shown_slots[n_shown] = t.entries[e].out
             t.shown_nodes[n_shown] = node
             n_shown += 1
+            t.hidden[t.entries[e].out] = 0
         else:
             t.hidden[t.entries[e].out] = 1
     t.n_shown = n_shown
