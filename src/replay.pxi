@@ -605,22 +605,19 @@ cdef class CompiledGraph:
                             "to call it as a training step, or call forward() and backward()")
         value = self.forward()
         opt = self.optimizer
-        if self.t.has_custom or not is_planned_optimizer(opt):   # (Python may run between)
+        plan = None
+        if not self.t.has_custom and is_planned_optimizer(opt):   # (else Python runs between)
+            plan = self.plan
+            if not plan_matches(plan, opt.params):
+                plan = self.plan = make_plan(opt.params)   # None: not all compiled Values
+        if plan is None:   # the optimizer's own methods (they say what is wrong, if anything)
             opt.zero_grad()
             self.backward()
             opt.step()
-            return value
-        plan = self.plan
-        if not plan_matches(plan, opt.params):
-            plan = self.plan = make_plan(opt.params)
-        if plan is None:   # not all compiled Values: the methods say what is wrong
-            opt.zero_grad()
-            self.backward()
-            opt.step()
-            return value
-        self._backward_locked(plan)   # with opt.zero_grad() folded in
-        if not plan_update(plan, opt):
-            opt.step()
+        else:
+            self._backward_locked(plan)   # with opt.zero_grad() folded in
+            if not plan_update(plan, opt):
+                opt.step()
         return value
 
     @property
