@@ -50,6 +50,22 @@ class Run:
         return ([P.bits(v.data) for v in nodes], [P.bits(v.grad) for v in nodes], buffers, self.opt.steps)
 
 
+def compiled(run: Run, fused: bool, **compile_kw):
+    """The run's loss compiled with its optimizer (fused) or without (the README's loop)."""
+    return cmicrograd.compile(run.loss, optimizer=run.opt if fused else None, **compile_kw)
+
+
+def one_step(graph, opt, fused: bool) -> bytes:
+    """A training step, the loss's bits: ``graph()``, or the README's loop."""
+    if fused:
+        return P.bits(graph())
+    value = graph.forward()
+    opt.zero_grad()
+    graph.backward()
+    opt.step()
+    return P.bits(value)
+
+
 def twin_runs(engine, name: str, steps: int, change: Optional[Change] = None, extra_params: int = 0,
               **compile_kw):
     """The losses and final state of `steps` compiled steps and of the README's loop on
@@ -57,20 +73,14 @@ def twin_runs(engine, name: str, steps: int, change: Optional[Change] = None, ex
     out = []
     for fused in (True, False):
         run = Run(engine, name, extra_params)
-        graph = cmicrograd.compile(run.loss, optimizer=run.opt if fused else None, **compile_kw)
+        graph = compiled(run, fused, **compile_kw)
         losses = []
         for k in range(steps):
             for e in run.extras:
                 e.grad = 1.5 + k        # what zero_grad must clear
             if change is not None:
                 change(k, run.model, run.opt, run.extras)
-            if fused:
-                losses.append(P.bits(graph()))
-            else:
-                losses.append(P.bits(graph.forward()))
-                run.opt.zero_grad()
-                graph.backward()
-                run.opt.step()
+            losses.append(one_step(graph, run.opt, fused))
         out.append((losses, run.state()))
     return out
 
@@ -153,18 +163,12 @@ def test_recording_again_between_steps(engine):
     records again (new slots) and stays exact."""
     def run(fused: bool):
         r = Run(engine, "adam")
-        graph = cmicrograd.compile(r.loss, optimizer=r.opt if fused else None)
+        graph = compiled(r, fused)
         losses = []
         for k in range(6):
             if k in (2, 4):
                 cmicrograd.compile(r.loss)   # takes the nodes over
-            if fused:
-                losses.append(P.bits(graph()))
-            else:
-                losses.append(P.bits(graph.forward()))
-                r.opt.zero_grad()
-                graph.backward()
-                r.opt.step()
+            losses.append(one_step(graph, r.opt, fused))
         return losses, r.state(), graph.recordings
     fused, loop = run(True), run(False)
     assert fused == loop
@@ -173,20 +177,14 @@ def test_recording_again_between_steps(engine):
 
 
 def test_a_bad_hyperparameter_set_later_raises_where_the_loop_does(engine):
-    def change(k, model, opt, extras):
-        if k == 3:
-            opt.lr = -1.0
     for fused in (True, False):
         run = Run(engine, "adam")
-        graph = cmicrograd.compile(run.loss, optimizer=run.opt if fused else None)
-        for k in range(3):
-            graph() if fused else (graph.forward(), run.opt.zero_grad(), graph.backward(), run.opt.step())
-        change(3, run.model, run.opt, [])
+        graph = compiled(run, fused)
+        for _ in range(3):
+            one_step(graph, run.opt, fused)
+        run.opt.lr = -1.0
         with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
-            if fused:
-                graph()
-            else:
-                graph.forward(); run.opt.zero_grad(); graph.backward(); run.opt.step()
+            one_step(graph, run.opt, fused)
         if fused:
             got = run.state()
         else:
