@@ -80,11 +80,15 @@ cdef bint plan_matches(_StepPlan plan, object params) noexcept:
 cdef int plan_slots(_StepPlan plan, Tape* t, Py_ssize_t recording) except -1:
     """Which parameters are leaves of the recording t, and which leaves are not parameters."""
     cdef Py_ssize_t i
-    params = {<size_t>&(<Value>p).n for p in plan.params}
-    zero = [t.leaf_slots[i] for i in range(t.n_leaves) if <size_t>t.leaf_nodes[i] in params]
-    load = [i for i in range(t.n_leaves) if <size_t>t.leaf_nodes[i] not in params]
-    leaves = {<size_t>t.leaf_nodes[i] for i in range(t.n_leaves)}
-    plan.others = tuple([p for p in plan.params if <size_t>&(<Value>p).n not in leaves])
+    outside = {<size_t>&(<Value>p).n: p for p in plan.params}   # parameters not seen as leaves
+    zero = []
+    load = []
+    for i in range(t.n_leaves):
+        if outside.pop(<size_t>t.leaf_nodes[i], None) is not None:
+            zero.append(t.leaf_slots[i])
+        else:
+            load.append(i)
+    plan.others = tuple(outside.values())
     plan.recording = 0
     free(plan.zero_slots)
     free(plan.load)
