@@ -39,10 +39,10 @@ DEFAULT_LR = {"sgd": 1.0, "adam": 0.05, "adamw": 0.05}
 def compile_pays(steps: int) -> bool:
     """Whether a run of ``steps`` should record its graph on the first step and replay
     it: from 2 steps on. Recording costs about one eager build of the graph (measured on
-    the moons graph, MLP(2, [64, 64, 1]) and MLP(2, [200, 200, 1]) over 100 points: 0.96
-    to 1.13 builds; up to 2 on a 5,000-wide layer) and a replayed step a few percent of an
+    the moons graph, MLP(2, [64, 64, 1]) and MLP(2, [200, 200, 1]) over 100 points: 0.92
+    to 1.19 builds; up to 2 on a 5,000-wide layer) and a replayed step a few percent of an
     eager one, so the second step already pays for the recording (the README's Speed
-    table, row 11: the default is within 1.02x of the faster mode on every run measured).
+    table, row 11: the default is within 1.04x of the faster mode on every run measured).
     A single step is built and run eagerly."""
     return steps >= 2
 
