@@ -13,9 +13,10 @@ cdef struct LaneTask:          # one lane replay phase, split between threads
     double* G
     double* dot_g1
     int phase                  # FORWARD_LANES, BACKWARD_LANES or REDUCE
-    long next                  # the next chunk to take
+    long next                  # the reduction: the next chunk to take
     Py_ssize_t chunk           # lanes (or jobs) a chunk
     int err[64]                # per part: an error (forward, backward rules)
+    long long lanes_left[64]   # per part: its chunks of lanes not taken yet (cm_take_chunk)
 
 cdef enum:
     FORWARD_LANES = 0
@@ -302,23 +303,16 @@ cdef void lanes_gather_weights(LanePlan* p, double* D) noexcept nogil:
 
 
 cdef void _lanes_task(void* arg, int part, int nparts) noexcept nogil:
-    """One thread's part of a phase: its share of the lanes (the same share in every
-    phase: its cache holds them), or units of the reduction (chunks of jobs, pairs of a
-    layer's neurons), which reads every lane anyway: taken one after the other by
-    whichever thread is free (without atomics, an even share)."""
+    """One thread's part of a phase: lanes (_lanes_share), or units of the reduction
+    (chunks of jobs, pairs of a layer's neurons), which reads every lane anyway: taken one
+    after the other by whichever thread is free (without atomics, an even share)."""
     cdef LaneTask* task = <LaneTask*>arg
     cdef LanePlan* p = task.plan
     cdef Py_ssize_t n, lo, hi, u, chunks
     cdef long c
     task.err[part] = 0
     if task.phase != REDUCE:
-        lo = _split(p.E, part, nparts)
-        hi = _split(p.E, part + 1, nparts)
-        if hi > lo:
-            if task.phase == FORWARD_LANES:
-                _lanes_forward(p, task.D, task.G, lo, hi, &task.err[part])
-            else:
-                _lanes_backward(p, task.D, task.G, lo, hi, &task.err[part])
+        _lanes_share(task, part, nparts)
         return
     chunks = (p.n_jobs + task.chunk - 1) // task.chunk
     n = chunks + p.n_units
@@ -332,6 +326,36 @@ cdef void _lanes_task(void* arg, int part, int nparts) noexcept nogil:
     while c < n:
         _reduce_unit(task, c, chunks)
         c = cm_next_chunk(&task.next)
+
+
+cdef void _lanes_share(LaneTask* task, int part, int nparts) noexcept nogil:
+    """A thread's lanes in a forward or backward phase: its own chunks (the same in every
+    phase and step, so its cache holds them), then, if it is done first, other parts'
+    chunks from their far ends. A fixed split waits for the slower thread: the two
+    cores of a VM seldom run at the same speed."""
+    cdef long c
+    cdef int k = 1
+    if nparts == 1:
+        _lanes_chunk(task, 0, task.plan.E, part)
+        return
+    while not task.err[part]:
+        c = cm_take_chunk(&task.lanes_left[part], 0)
+        if c < 0:
+            break
+        _lanes_chunk(task, c * task.chunk, min(task.plan.E, (c + 1) * task.chunk), part)
+    while CM_STEALS and k < nparts and not task.err[part]:
+        c = cm_take_chunk(&task.lanes_left[(part + k) % nparts], 1)
+        if c < 0:
+            k += 1
+            continue
+        _lanes_chunk(task, c * task.chunk, min(task.plan.E, (c + 1) * task.chunk), part)
+
+
+cdef inline void _lanes_chunk(LaneTask* task, Py_ssize_t e0, Py_ssize_t e1, int part) noexcept nogil:
+    if task.phase == FORWARD_LANES:
+        _lanes_forward(task.plan, task.D, task.G, e0, e1, &task.err[part])
+    else:
+        _lanes_backward(task.plan, task.D, task.G, e0, e1, &task.err[part])
 
 
 cdef void _reduce_unit(LaneTask* task, Py_ssize_t u, Py_ssize_t chunks) noexcept nogil:
@@ -355,15 +379,6 @@ cdef void _reduce_unit(LaneTask* task, Py_ssize_t u, Py_ssize_t chunks) noexcept
                        p.xt_buf + L.xt, L.n, p.buf + p.gp_at + (L.op0 + k * L.step) * E, gp1, E)
 
 
-cdef inline Py_ssize_t _split(Py_ssize_t n, int part, int nparts) noexcept nogil:
-    """Where part `part` of nparts begins in 0..n: at multiples of LANE_BLOCK (vectors
-    stay aligned, each thread's lanes on their own cache lines)."""
-    cdef Py_ssize_t blocks = (n + LANE_BLOCK - 1) // LANE_BLOCK
-    if part >= nparts:
-        return n
-    return min(n, (blocks * part // nparts) * LANE_BLOCK)
-
-
 cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
                    int threads) noexcept nogil:
     """Run a phase on `threads` threads (fewer if the lanes are few); returns nonzero if
@@ -371,6 +386,7 @@ cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
     and each shared grad is one job's, whatever thread runs it."""
     cdef LaneTask task
     cdef int i, parts, failed = 0
+    cdef long long chunks
     cdef Py_ssize_t work = p.E * (p.n_jobs + p.n_wt if phase == REDUCE else p.n_ops + p.n_terms)
     # threads is a maximum: each part gets at least MIN_PART_WORK lane operations (less
     # is over before a thread could take it), and the lanes at least LANE_BLOCK each
@@ -385,9 +401,14 @@ cdef int lanes_run(LanePlan* p, int phase, double* D, double* G, double* dot_g1,
         lanes_gather_weights(p, D)
     if phase == FORWARD_LANES and p.n_wf:
         lanes_gather_forward_weights(p, D)
-    task.next = 0           # chunks: about four per part, whole LANE_BLOCKs (16 jobs)
-    task.chunk = (p.n_jobs if phase == REDUCE else p.E) // (4 * parts) + 1
-    task.chunk = (task.chunk + 15) // 16 * 16
+    if phase == REDUCE:     # chunks of jobs: about four per part, multiples of 16
+        task.next = 0
+        task.chunk = (p.n_jobs // (4 * parts) + 16) // 16 * 16
+    else:                   # chunks of lanes: about eight per part, whole LANE_BLOCKs
+        task.chunk = (p.E // (8 * parts) + LANE_BLOCK) // LANE_BLOCK * LANE_BLOCK
+        chunks = (p.E + task.chunk - 1) // task.chunk
+        for i in range(parts):
+            task.lanes_left[i] = ((chunks * (i + 1) // parts) << 32) | (chunks * i // parts)
     cm_pool_run(_lanes_task, &task, parts)
     for i in range(parts):
         failed |= task.err[i]

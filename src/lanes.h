@@ -163,6 +163,31 @@ static inline long cm_next_chunk(long *next) {
 #endif
 }
 
+/* A part's chunks of lanes [lo, hi), in one word (lo in its low half): the part's own
+ * thread takes them from the low end; a thread that ran out of its own takes them from
+ * the high end. So each thread keeps the lanes its cache holds, and only the last few
+ * chunks of a slower thread move. Returns the chunk taken, or -1 when none is left.
+ * Without atomics (CM_STEALS 0) only the owner takes from its range. */
+#define CM_STEALS CM_ATOMICS
+static inline long cm_take_chunk(long long *range, int from_high) {
+#if CM_ATOMICS
+    long long old = __atomic_load_n(range, __ATOMIC_RELAXED), next;
+    for (;;) {
+        long lo = (long)(old & 0xffffffffLL), hi = (long)(old >> 32);
+        if (lo >= hi) return -1;
+        next = from_high ? ((long long)(hi - 1) << 32) | lo : ((long long)hi << 32) | (lo + 1);
+        if (__atomic_compare_exchange_n(range, &old, next, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return from_high ? hi - 1 : lo;
+    }
+#else
+    long lo = (long)(*range & 0xffffffffLL), hi = (long)(*range >> 32);
+    (void)from_high;
+    if (lo >= hi) return -1;
+    *range = ((long long)hi << 32) | (lo + 1);
+    return lo;
+#endif
+}
+
 typedef struct {
     PyThread_type_lock go, done;   /* go: released to wake it; done: (no atomics) finished */
     cm_task task;

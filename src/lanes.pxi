@@ -64,6 +64,8 @@ cdef extern from "lanes.h":
     ctypedef void (*cm_task)(void* arg, int part, int nparts) noexcept nogil
     void cm_pool_run(cm_task task, void* arg, int nparts) noexcept nogil
     long cm_next_chunk(long* next) noexcept nogil
+    long cm_take_chunk(long long* range_, int from_high) noexcept nogil
+    int CM_STEALS
     int cm_pool_init() noexcept
 
 
