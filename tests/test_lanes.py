@@ -150,26 +150,38 @@ def batches(draw):
     shared = draw(st.lists(P_numbers, min_size=n_shared, max_size=n_shared))
     own = draw(st.lists(st.lists(P_numbers, min_size=n_own, max_size=n_own), min_size=E, max_size=E))
     new_shared = draw(st.lists(P_numbers, min_size=n_shared, max_size=n_shared))
-    return steps, shared, own, new_shared, draw(st.sampled_from([0, 1, 2])), draw(st.booleans())
+    tail = (draw(st.sampled_from(TAILS)), draw(st.sampled_from([False, False, True])))
+    return steps, shared, own, new_shared, tail, draw(st.booleans())
 
+
+# how a batch's sum ends: what the tape holds before and after the examples, and what the
+# lane backward adds to a parameter's grad before the examples' contributions (the L2
+# term's, before the examples' after "mean +"; with "* p0", mean * p0's too). "sum + l2"
+# finds no lanes: the sum's chain of additions runs on into the last one.
+TAILS = ["sum", "mean", "mean + l2", "l2 + mean", "mean * p0 + l2", "sum + l2"]
 
 P_numbers = st.one_of(st.floats(-3, 3), st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.0, 0.5]))
 
 
 def _build_batch(engine, steps, shared_data, own_data, tail):
+    """The batch's total and its shared leaves; tail: (one of TAILS, derived), derived
+    making the examples read shared[-1] * shared[0] instead of shared[-1] (a result
+    computed before the examples)."""
+    form, derived = tail
     shared = [engine.Value(x) for x in shared_data]
+    read = shared[:-1] + [shared[-1] * shared[0]] if derived else shared
     roots = []
     for e, own in enumerate(own_data):
-        nodes = shared + [engine.Value(x) for x in own]
+        nodes = read + [engine.Value(x) for x in own]
         for step in steps:  # each example's constants its own: c scaled by the example
             c = step.c if step.op == "pow" or not isinstance(step.c, float) else step.c * (1 + e / 8)
             nodes.append(P.apply(engine.Value, P.Step(step.op, step.i, step.j, c), nodes, engine.engine))
         roots.append(nodes[-1])
     total = sum(roots)
-    if tail == 1:
-        total = total * (1.0 / len(roots))
-    elif tail == 2:
-        total = total + 0.01 * sum(p * p for p in shared)
+    mean = total * (1.0 / len(roots))
+    l2 = 0.01 * sum(p * p for p in shared)
+    total = {"sum": total, "mean": mean, "mean + l2": mean + l2, "l2 + mean": l2 + mean,
+             "mean * p0 + l2": mean * shared[0] + l2, "sum + l2": total + l2}[form]
     return total, shared
 
 
@@ -202,13 +214,30 @@ def _replay_batch(engine, case, lanes, threads):
 def test_random_batches_replay_the_same_in_lanes_and_threads(engine, case):
     steps, shared_data, own_data, *_ = case
     try:
-        _build_batch(engine, steps, shared_data, own_data, 0)
+        _build_batch(engine, steps, shared_data, own_data, case[4])
     except Exception:
         return  # the template fails to build (a domain error at recording)
     want, _ = _replay_batch(engine, case, lanes=False, threads=1)
     for threads in (1, 3, 8):
         got, _ = _replay_batch(engine, case, lanes=True, threads=threads)
         assert got == want, f"{threads} threads"
+
+
+@pytest.mark.parametrize("form", TAILS)
+def test_each_tail_replays_the_same_in_lanes_and_threads(engine, form):
+    """Each way of ending the sum above, on data where the order of the additions into
+    a parameter's grad shows in its bits."""
+    rng = random.Random(form)
+    steps = [P.Step("*", 0, 3, 1.0), P.Step("+", 4, 1, 1.0), P.Step("*", 5, 2, 1.0), P.Step("tanh", 6, 0, 1.0)]
+    for _ in range(8):
+        shared = [rng.uniform(-1.5, 1.5) for _ in range(3)]
+        own = [[rng.uniform(-3, 3)] for _ in range(40)]
+        case = (steps, shared, own, [x + rng.uniform(-0.1, 0.1) for x in shared], (form, False), False)
+        want, _ = _replay_batch(engine, case, lanes=False, threads=1)
+        for threads in (1, 2, 3):
+            got, found = _replay_batch(engine, case, lanes=True, threads=threads)
+            assert got == want, f"{threads} threads"
+            assert found == (40 if engine.name == "cython" and form != "sum + l2" else 0)
 
 
 def test_random_batches_mostly_find_lanes(both):
@@ -225,7 +254,8 @@ def test_random_batches_mostly_find_lanes(both):
             c = rng.choice(P.EXPONENTS) if op == "pow" else rng.uniform(0.5, 2)
             steps.append(P.Step(op, rng.randrange(4 + n), rng.randrange(4 + n), c))
         try:
-            total, _ = _build_batch(compiled, steps, [0.5, 1.5], [[0.3 + e / 10, 0.7] for e in range(10)], 1)
+            total, _ = _build_batch(compiled, steps, [0.5, 1.5], [[0.3 + e / 10, 0.7] for e in range(10)],
+                                    ("mean", False))
         except Exception:
             continue
         tried += 1
