@@ -267,8 +267,9 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
             E += 1
         # a sum that goes on past the examples (sum(losses) + reg): its last addition adds
         # what is no example, and stays out of the lanes, after them
-        if E > MIN_LANES and (entry_of[roots[E - 1]] < 0 or not _same_op(
-                &t.entries[entry_of[roots[E - 1]]], &t.entries[entry_of[roots[1]]])):
+        r1 = entry_of[roots[1]]
+        m = entry_of[roots[E - 1]]
+        if E > MIN_LANES and r1 >= 0 and (m < 0 or not _same_op(&t.entries[m], &t.entries[r1])):
             E -= 1
         if E < MIN_LANES:
             return NULL
