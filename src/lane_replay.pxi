@@ -351,7 +351,9 @@ cdef void _lanes_share(LaneTask* task, int part, int nparts) noexcept nogil:
         _lanes_chunk(task, c * task.chunk, min(task.plan.E, (c + 1) * task.chunk), part)
 
 
-cdef inline void _lanes_chunk(LaneTask* task, Py_ssize_t e0, Py_ssize_t e1, int part) noexcept nogil:
+cdef inline void _lanes_chunk(LaneTask* task, Py_ssize_t e0, Py_ssize_t e1,
+                              int part) noexcept nogil:
+    """The phase's work on lanes e0..e1-1."""
     if task.phase == FORWARD_LANES:
         _lanes_forward(task.plan, task.D, task.G, e0, e1, &task.err[part])
     else:
