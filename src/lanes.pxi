@@ -257,6 +257,9 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
         if t.node_of_slot[en.b] == NULL:      # sum() from a number: (t_0 + 0) + t_1 + ...
             roots[E] = en.a
             E += 1
+        elif entry_of[en.a] < 0:              # from a leaf (Value(0.0) + t_0 + t_1 + ...:
+            roots[E] = en.b                   # sum(ts, Value(0.0)), a loop's total += t)
+            E += 1
         else:
             roots[E] = en.a
             roots[E + 1] = en.b

@@ -154,11 +154,12 @@ def batches(draw):
     return steps, shared, own, new_shared, tail, draw(st.booleans())
 
 
-# how a batch's sum ends: what the tape holds before and after the examples, and what the
-# lane backward adds to a parameter's grad before the examples' contributions (the L2
-# term's, before the examples' after "mean +"; with "* p0", mean * p0's too). In "sum +
-# l2" the sum's chain of additions runs on into the last one, which adds no example.
-TAILS = ["sum", "mean", "mean + l2", "l2 + mean", "mean * p0 + l2", "sum + l2"]
+# how a batch's sum begins and ends: what the tape holds before and after the examples, and
+# what the lane backward adds to a parameter's grad before the examples' contributions (the
+# L2 term's, before the examples' after "mean +"; with "* p0", mean * p0's too). In "sum +
+# l2" the sum's chain of additions runs on into the last one, which adds no example; "from
+# Value(0)" starts it at a leaf (sum(roots, Value(0.0)), as a loop's total += root does).
+TAILS = ["sum", "mean", "mean + l2", "l2 + mean", "mean * p0 + l2", "sum + l2", "from Value(0)"]
 
 P_numbers = st.one_of(st.floats(-3, 3), st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.0, 0.5]))
 
@@ -177,11 +178,12 @@ def _build_batch(engine, steps, shared_data, own_data, tail):
             c = step.c if step.op == "pow" or not isinstance(step.c, float) else step.c * (1 + e / 8)
             nodes.append(P.apply(engine.Value, P.Step(step.op, step.i, step.j, c), nodes, engine.engine))
         roots.append(nodes[-1])
-    total = sum(roots)
+    total = sum(roots, engine.Value(0.0)) if form == "from Value(0)" else sum(roots)
     mean = total * (1.0 / len(roots))
     l2 = 0.01 * sum(p * p for p in shared)
     total = {"sum": total, "mean": mean, "mean + l2": mean + l2, "l2 + mean": l2 + mean,
-             "mean * p0 + l2": mean * shared[0] + l2, "sum + l2": total + l2}[form]
+             "mean * p0 + l2": mean * shared[0] + l2, "sum + l2": total + l2,
+             "from Value(0)": total}[form]
     return total, shared
 
 
