@@ -227,8 +227,8 @@ def test_random_batches_replay_the_same_in_lanes_and_threads(engine, case):
 
 @pytest.mark.parametrize("form", TAILS)
 def test_each_tail_replays_the_same_in_lanes_and_threads(engine, form):
-    """Each way of ending the sum above, on data where the order of the additions into
-    a parameter's grad shows in its bits."""
+    """Each way of beginning and ending the sum above, on data where the order of the
+    additions into a parameter's grad shows in its bits."""
     rng = random.Random(form)
     steps = [P.Step("*", 0, 3, 1.0), P.Step("+", 4, 1, 1.0), P.Step("*", 5, 2, 1.0), P.Step("tanh", 6, 0, 1.0)]
     for _ in range(8):
