@@ -172,7 +172,7 @@ cdef inline int32_t _operand_slot(Tape* t, Entry* en, int i) noexcept nogil:
 cdef LanePlan* find_lanes(Tape* t) noexcept nogil:
     """The lane plan of t (slots, entries and program rearranged for it), or NULL when
     t is not a batch of identical examples (t is then left as it was)."""
-    cdef Py_ssize_t n = t.n_slots, i, m, best_len, best_start = -1, length, s, attempt
+    cdef Py_ssize_t n = t.n_slots, i, m, best_len, best_start = -1, s, attempt
     cdef int32_t* entry_of = NULL      # per slot: the entry that makes it, or -1
     cdef int32_t* succ = NULL          # per entry: the ADD entry that continues its chain
     cdef uint8_t* tried = NULL         # per entry: a chain's start already tried
@@ -202,23 +202,13 @@ cdef LanePlan* find_lanes(Tape* t) noexcept nogil:
                 m = entry_of[en.a]
                 if t.entries[m].code == ADD and en.a == t.entries[m].out:
                     succ[m] = <int32_t>i
-        # the longest chains first: a regulariser's sum over the parameters may be longer
-        # than the loss's over the examples, and is not a batch
-        for attempt in range(MAX_CHAINS_TRIED):
-            best_len = 0
-            for i in range(t.n_entries):
-                en = &t.entries[i]
-                if (en.code != ADD or tried[i] or (entry_of[en.a] >= 0
-                        and t.entries[entry_of[en.a]].code == ADD and succ[entry_of[en.a]] == i)):
-                    continue              # not the start of a chain
-                length = 1
-                m = i
-                while succ[m] >= 0:
-                    m = succ[m]
-                    length += 1
-                if length > best_len:
-                    best_len, best_start = length, i
-            if best_len + 1 < MIN_LANES:
+        # the longest chains first (a regulariser's sum over the parameters may be longer
+        # than the loss's over the examples, and is not a batch), then the one that ends
+        # last: a loss's sum over a few examples, each of whose neurons sums more terms
+        for attempt in range(MAX_CHAINS_TRIED + 1):
+            best_start = _next_chain(t, entry_of, succ, tried, attempt == MAX_CHAINS_TRIED,
+                                     &best_len)
+            if best_start < 0:
                 return NULL
             tried[best_start] = 1
             plan = _try_chain(t, best_start, best_len, entry_of, succ)
@@ -227,6 +217,29 @@ cdef LanePlan* find_lanes(Tape* t) noexcept nogil:
         return NULL
     finally:
         free(entry_of); free(succ); free(tried)
+
+
+cdef Py_ssize_t _next_chain(Tape* t, int32_t* entry_of, int32_t* succ, uint8_t* tried,
+                            bint latest, Py_ssize_t* length) noexcept nogil:
+    """The first entry of the untried chain of additions that is the longest (or, with
+    latest, that ends last) among those long enough for lanes, or -1; its length in
+    length."""
+    cdef Py_ssize_t i, m, n, best = -1, best_end = -1
+    cdef Entry* en
+    length[0] = 0
+    for i in range(t.n_entries):
+        en = &t.entries[i]
+        if (en.code != ADD or tried[i] or (entry_of[en.a] >= 0
+                and t.entries[entry_of[en.a]].code == ADD and succ[entry_of[en.a]] == i)):
+            continue              # not the start of a chain
+        n = 1
+        m = i
+        while succ[m] >= 0:
+            m = succ[m]
+            n += 1
+        if n + 1 >= MIN_LANES and (m > best_end if latest else n > length[0]):
+            best, best_end, length[0] = i, m, n
+    return best
 
 
 # How the walk (record.pxi) lays out a sum over examples: it visits the chain's nodes

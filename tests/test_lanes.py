@@ -122,6 +122,56 @@ def test_lanes_equal_building_anew(engine):
     assert replayed == _nodes(fresh)
 
 
+def _lecture_mlp(Value, sizes):
+    """The lecture's MLP, as programs write it: neurons summing sum(w*x, b), then tanh."""
+    def neuron(nin):
+        w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
+        b = Value(random.uniform(-1, 1))
+        return w, b
+    layers = [[neuron(sizes[i]) for _ in range(sizes[i + 1])] for i in range(len(sizes) - 1)]
+
+    def model(x):
+        for layer in layers:
+            x = [sum((wi * xi for wi, xi in zip(w, x)), b).tanh() for w, b in layer]
+        return x[0]
+    return model, [p for layer in layers for w, b in layer for p in w + [b]]
+
+
+def test_few_examples_of_wide_neurons_find_their_lanes(engine):
+    """Ten examples whose neurons each sum sixteen terms: the neurons' sums are longer than
+    the loss's over the examples, and the loss's is still found (it ends last)."""
+    random.seed(5)
+    model, params = _lecture_mlp(engine.Value, [3, 16, 16, 1])
+    xs = [[random.uniform(-1, 1) for _ in range(3)] for _ in range(10)]
+    ys = [random.choice([-1.0, 1.0]) for _ in range(10)]
+    start = [p.data for p in params]
+    curves = []
+    for compiled in (False, True):
+        for p, x in zip(params, start):
+            p.data = x
+        loss = sum((model(x) - y) ** 2 for x, y in zip(xs, ys))
+        graph = cmicrograd.compile(loss, threads=2) if compiled else None
+        curve = []
+        for _ in range(3):
+            if graph is None:
+                loss = sum((model(x) - y) ** 2 for x, y in zip(xs, ys))
+                for p in params:
+                    p.grad = 0.0
+                loss.backward()
+                curve.append(P.bits(loss.data))
+            else:
+                curve.append(P.bits(graph.forward()))
+                for p in params:
+                    p.grad = 0.0
+                graph.backward()
+            for p in params:
+                p.data -= 0.05 * p.grad
+        curves.append(curve + [P.bits(p.data) for p in params])
+        if graph is not None:
+            assert graph.lanes == (10 if engine.name == "cython" else 0)
+    assert curves[0] == curves[1]
+
+
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
 def test_lanes_with_other_activations_and_a_second_backward(engine, activation):
     runs = [_train(engine, _mse, lanes=lanes, threads=threads, activation=activation, twice=True)
