@@ -334,21 +334,16 @@ cdef void _lanes_share(LaneTask* task, int part, int nparts) noexcept nogil:
     chunks from their far ends. A fixed split waits for the slower thread: the two
     cores of a VM seldom run at the same speed."""
     cdef long c
-    cdef int k = 1
+    cdef int k
     if nparts == 1:
         _lanes_chunk(task, 0, task.plan.E, part)
         return
-    while not task.err[part]:
-        c = cm_take_chunk(&task.lanes_left[part], 0)
-        if c < 0:
-            break
-        _lanes_chunk(task, c * task.chunk, min(task.plan.E, (c + 1) * task.chunk), part)
-    while CM_STEALS and k < nparts and not task.err[part]:
-        c = cm_take_chunk(&task.lanes_left[(part + k) % nparts], 1)
-        if c < 0:
-            k += 1
-            continue
-        _lanes_chunk(task, c * task.chunk, min(task.plan.E, (c + 1) * task.chunk), part)
+    for k in range(nparts if CM_STEALS else 1):   # k 0: its own range, from the low end
+        while not task.err[part]:
+            c = cm_take_chunk(&task.lanes_left[(part + k) % nparts], k > 0)
+            if c < 0:
+                break
+            _lanes_chunk(task, c * task.chunk, min(task.plan.E, (c + 1) * task.chunk), part)
 
 
 cdef inline void _lanes_chunk(LaneTask* task, Py_ssize_t e0, Py_ssize_t e1,
