@@ -282,7 +282,8 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
             roots[E] = t.entries[m].b
             E += 1
         # a sum that goes on past the examples (sum(losses) + reg): its last addition adds
-        # what is no example, and stays out of the lanes, after them
+        # what is no example, and stays out of the lanes, after them (r1: example 1's root
+        # entry, also below)
         r1 = entry_of[roots[1]]
         m = entry_of[roots[E - 1]]
         if E > MIN_LANES and r1 >= 0 and (m < 0 or not _same_op(&t.entries[m], &t.entries[r1])):
@@ -297,7 +298,6 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
             if entry_of[roots[e]] < 0 or (e >= 1 and roots[e] != roots[1] + (e - 1) * S):
                 return NULL
         base1 = roots[1]
-        r1 = entry_of[roots[1]]
         K = 0
         while r1 - K >= 0 and base1 <= t.entries[r1 - K].out < base1 + S:
             K += 1
