@@ -103,7 +103,10 @@ PURE=$(one "$WORK"/pure-dist/*.whl)
 echo "CMICROGRAD_PURE_PYTHON=1: $(basename "$PURE")"
 wheel_from_sdist main || { tail -40 "$WORK/main.log"; fail "wheel from the sdist failed"; }
 WHEEL=$(one "$WORK"/main-dist/*.whl)
-"$TOOLS/python" -m zipfile -l "$WHEEL" | grep -q 'cmicrograd/_engine\..*\.so' \
+# The listing goes to a file first: `zipfile -l | grep -q` under pipefail fails at
+# random when grep exits early and zipfile dies of a broken pipe (a CI run did).
+"$TOOLS/python" -m zipfile -l "$WHEEL" > "$WORK/main-wheel.txt"
+grep -q 'cmicrograd/_engine\..*\.so' "$WORK/main-wheel.txt" \
     || fail "$WHEEL has no compiled engine"
 echo "from the sdist: $(basename "$WHEEL")"
 done_step "wheels from the sdist (CC=false, pure, real)"
@@ -115,8 +118,10 @@ PATH="$TOOLS:$PATH" "$TOOLS/auditwheel" repair -w "$WORK/wheelhouse" "$WHEEL" > 
 REPAIRED=$(one "$WORK"/wheelhouse/*.whl)
 "$TOOLS/auditwheel" show "$REPAIRED" | tee "$WORK/show.txt"
 [[ $(basename "$REPAIRED") == *manylinux* ]] || fail "repaired wheel has no manylinux tag"
-TAG=$(grep -o 'manylinux_[0-9]*_[0-9]*_[a-z0-9_]*' "$WORK/show.txt" | head -1) \
+# No `| head` under pipefail (see the zipfile listing above): first line in bash.
+TAG=$(grep -o -m1 'manylinux_[0-9]*_[0-9]*_[a-z0-9_]*' "$WORK/show.txt") \
     || fail "auditwheel show reports no manylinux tag"
+TAG=${TAG%%$'\n'*}
 done_step "auditwheel repair + show"
 
 step "install the wheel with the test extras in a fresh venv"
