@@ -203,6 +203,7 @@ cdef class CompiledGraph:
     cdef bint recorded
     cdef bint replayed               # a forward or backward ran since recording
     cdef bint running
+    cdef bint recording              # in _record (which releases the GIL for a while)
     cdef bint detach_pending         # asked to detach while running: do it when done
     cdef bint forward_failed
     cdef bint use_lanes              # look for lanes when recording
@@ -237,11 +238,17 @@ cdef class CompiledGraph:
         cdef Node* leaf
         functions = []
         tape_free(&self.t)
+        # record_tape lays out the tape without the GIL: another thread calling into
+        # this graph meanwhile must get an error (_ensure_recorded), not a second
+        # recording into the same arrays
+        self.recording = True
         try:
             record_tape(&self.t, &self.output.n, functions, self.use_lanes)
         except BaseException:
             tape_free(&self.t)
             raise
+        finally:
+            self.recording = False
         self.functions = [fb for e, fb in functions]
         self.custom_index = {e: i for i, (e, fb) in enumerate(functions)}
         self.slot_index = None
@@ -372,6 +379,8 @@ cdef class CompiledGraph:
     cdef int _ensure_recorded(self) except -1:
         if self.running:
             raise RuntimeError("this compiled graph is being replayed in another thread")
+        if self.recording:
+            raise RuntimeError("this compiled graph is being recorded in another thread")
         if not self.recorded:
             self._record()
         return 0

@@ -222,6 +222,40 @@ def test_compiled_steps_are_exact_again_after_concurrent_use(engine):
         assert (got, got_grads) == (_bits(loss.data), [_bits(p.grad) for p in model.parameters()])
 
 
+def test_one_compiled_graph_shared_by_threads_that_re_record_it(engine):
+    """Threads sharing one compiled graph and making it re-record (looking inside it
+    detaches it; the next call records it again, partly without the GIL): each call
+    works or says that another thread is using the graph; never a crash (two threads
+    recording into the same arrays once did: a segfault). Afterwards a replay is exact."""
+    model, step = _compiled_jobs(engine)[0]
+    refused = []
+
+    def share(k):
+        for i in range(60):
+            try:
+                if (i + k) % 3 == 0:
+                    step.output._prev          # detach: the next call records again
+                step.forward()
+                step.backward()
+            except RuntimeError as exc:
+                assert "in another thread" in str(exc), exc
+                refused.append(1)
+        return k
+
+    assert _run_threads(share, [(k,) for k in range(N_THREADS)]) == list(range(N_THREADS))
+    got = _bits(step.forward())
+    model.zero_grad()
+    step.backward()
+    got_grads = [_bits(p.grad) for p in model.parameters()]
+    rng = random.Random(1000)          # job 0's data (_compiled_jobs), built anew
+    X = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(8)]
+    Y = [1 if a * b > 0 else -1 for a, b in X]
+    loss = hinge_loss([model([engine.Value(a), engine.Value(b)]) for a, b in X], Y)
+    model.zero_grad()
+    loss.backward()
+    assert (got, got_grads) == (_bits(loss.data), [_bits(p.grad) for p in model.parameters()])
+
+
 # ---- concurrent building, freeing, pickling ------------------------------------------------
 class _BusyFinaliser:
     """Held by a custom backward closure; when the graph is freed, its finaliser builds,
