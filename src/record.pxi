@@ -49,7 +49,9 @@ cdef struct Tape:
     double* G                # grad
     Node** node_of_slot      # the node (NULL for an inline constant)
     uint8_t* hidden          # 1 if the node lives only here
-    int32_t* work            # recording's scratch (a fused sum's first term, ref counts, ...)
+    int32_t* work            # recording's scratch (a fused sum's first term, new slots, ...)
+    int32_t* refs            # recording: an op node's references not (yet) matched by an
+                             # operand link of the graph (_find_hidden)
     # per entry
     Entry* entries
     double* dot_g1           # a fused sum's grad at the first backward
@@ -77,7 +79,7 @@ cdef extern from "kernels.h":
 
 cdef void _free_arrays(Tape* t) noexcept nogil:
     lanes_free(t.lanes)
-    free(t.D); free(t.G); free(t.node_of_slot); free(t.hidden); free(t.work)
+    free(t.D); free(t.G); free(t.node_of_slot); free(t.hidden); free(t.work); free(t.refs)
     free(t.entries); free(t.dot_g1); free(t.shown_nodes); free(t.shown_slots)
     free(t.tw); free(t.tx); free(t.sgrad); free(t.mgrad)
     free(t.program); free(t.leaf_nodes); free(t.leaf_slots)
@@ -93,7 +95,7 @@ cdef Py_ssize_t SPARE_TAPE_BYTES = 64 << 20
 cdef void tape_free(Tape* t) noexcept:
     """Free a tape's arrays, or keep them for the next recording."""
     global _have_spare_tape, _spare_tape
-    cdef Py_ssize_t size = (t.cap_slots * (2 * sizeof(double) + sizeof(Node*) + 5)
+    cdef Py_ssize_t size = (t.cap_slots * (2 * sizeof(double) + sizeof(Node*) + 9)
                             + t.cap_entries * (sizeof(Entry) + sizeof(double) + sizeof(Node*) + 4)
                             + t.cap_terms * 8 + t.cap_program * sizeof(BwItem)
                             + t.cap_leaves * (sizeof(Node*) + 4))
@@ -148,6 +150,7 @@ cdef int32_t _new_slot(Tape* t, Node* node, double data, double grad) except -1:
         _resize(<void**>&t.node_of_slot, cap, sizeof(Node*))
         _resize(<void**>&t.hidden, cap, 1)
         _resize(<void**>&t.work, cap, sizeof(int32_t))
+        _resize(<void**>&t.refs, cap, sizeof(int32_t))
         t.cap_slots = cap
     t.D[s] = data
     t.G[s] = grad
@@ -226,7 +229,7 @@ cdef int record_tape(Tape* t, Node* root, list functions, bint lanes) except -1:
     _unmark(t)
     _make_program(t)
     t.out_slot = root.scratch
-    _find_hidden(t, root)
+    _find_hidden(t)
     has_functions = len(functions) > 0
     with nogil:
         _fuse_activations(t, has_functions)
@@ -286,6 +289,8 @@ cdef Node* _walk(Tape* t, Node* root, NodeArray* arr, list functions) except? NU
             t.leaf_slots[t.n_leaves] = node.scratch
             t.n_leaves += 1
             continue
+        # its references now; each operand link found below takes one off (_find_hidden)
+        t.refs[node.scratch] = <int32_t>min(_refcount(_obj(node)), 0x7fffffff)
         if node.code == DOT:
             _visit_sum(t, node, arr)
             continue
@@ -329,13 +334,22 @@ cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
     t.work[slot] = <int32_t>base
     for j in range(buf.n - 1, -1, -1):
         push_w = not (buf.w[j].flags & VISITED)
-        t.tw[base + j] = -1 if push_w else <int32_t>buf.w[j].scratch
+        if push_w:
+            t.tw[base + j] = -1
+        else:
+            t.tw[base + j] = <int32_t>buf.w[j].scratch
+            if buf.w[j].code != LEAF:       # (only op nodes' counts are read)
+                t.refs[buf.w[j].scratch] -= 1
         x = buf.x[j]
         push_x = x != NULL and not (x.flags & VISITED)
         if x == NULL:
             t.tx[base + j] = _new_slot(t, NULL, buf.c[j], buf.cgrad[j])
+        elif push_x:
+            t.tx[base + j] = -1
         else:
-            t.tx[base + j] = -1 if push_x else <int32_t>x.scratch
+            t.tx[base + j] = <int32_t>x.scratch
+            if x.code != LEAF:
+                t.refs[x.scratch] -= 1
         if push_w or push_x or j == 0:   # something may come before step j: end the range
             push_stack(arr, <Node*>((<uintptr_t>slot << 3) | INDEX_TAG))
             push_stack(arr, <Node*>(<uintptr_t>step_range(j, hi) | last))
@@ -364,12 +378,15 @@ cdef int _emit_steps(Tape* t, Node* node, int32_t slot, Py_ssize_t lo, Py_ssize_
                 buf = _dot_buffer(node)
             if t.tw[base + j] < 0:
                 t.tw[base + j] = <int32_t>buf.w[j].scratch
+                t.refs[buf.w[j].scratch] -= 1
             if t.tx[base + j] < 0:
                 t.tx[base + j] = <int32_t>buf.x[j].scratch
+                t.refs[buf.x[j].scratch] -= 1
     _new_step(t, slot, <int32_t>hi, <int32_t>lo)   # its entry comes after the last steps
     if last:
         en = _new_entry(t, DOT, slot)
         en.a = <int32_t>node.a.scratch
+        t.refs[en.a] -= 1
         en.b = <int32_t>base
         en.n = <int32_t>(hi + 1)
         t.work[slot] = <int32_t>(t.n_entries - 1)
@@ -379,19 +396,26 @@ cdef int _emit_steps(Tape* t, Node* node, int32_t slot, Py_ssize_t lo, Py_ssize_
 cdef int _emit_op(Tape* t, Node* node, list functions) except -1:
     """A plain op node, its operands done: its entry and its step."""
     cdef Entry* en = _new_entry(t, node.code, <int32_t>node.scratch)
+    cdef PyObject* children
+    cdef Py_ssize_t i
     en.k = node.k
     if node.code == CUSTOM:
         functions.append((t.n_entries - 1, _function_of(node)))
         t.has_custom = True
         en.a = en.b = en.out
+        children = custom_children(node)      # (each item one reference)
+        for i in range(PyTuple_GET_SIZE(<object>children)):
+            t.refs[_node_of_item(PyTuple_GET_ITEM(<object>children, i)).scratch] -= 1
     else:
         en.a = <int32_t>node.a.scratch
         en.b = en.a
+        t.refs[en.a] -= 1
         if binary_op(node.code):
             if node.flags & CONST_B:
                 en.b = _new_slot(t, NULL, node.k, node.kgrad)
             else:
                 en.b = <int32_t>node.b.scratch
+                t.refs[en.b] -= 1             # (a + a: its second reference)
         t.raises |= backward_can_raise(node.code)
     _new_step(t, <int32_t>(t.n_entries - 1), -1, -1)
     return 0
@@ -440,46 +464,25 @@ cdef object _function_of(Node* node):
         "cmicrograd.function.Function instead")
 
 
-cdef int _find_hidden(Tape* t, Node* root) except -1:
+cdef int _find_hidden(Tape* t) except -1:
     """Split the recorded op nodes into those Python holds (shown: written back after
     every call) and the others (hidden: they live only in the tape).
 
     A node is held from outside when it has more references than the recorded graph's
-    own operand links (plus the compiled graph's reference to its output)."""
-    cdef Py_ssize_t e, j, n_shown = 0
-    cdef Entry* en
-    cdef Node* node
-    cdef int32_t* internal = t.work   # references from the recorded graph, per slot
-    cdef uint8_t* is_op = t.hidden    # (zero on entry) 1 for an op node's slot, for now
-    memset(internal, 0, t.n_slots * sizeof(int32_t))
+    own operand links (plus the compiled graph's reference to its output): the walk
+    took its reference count when it reached it and one off for each link it found
+    (t.refs)."""
+    cdef Py_ssize_t e, n_shown = 0
+    cdef int32_t s
     for e in range(t.n_entries):
-        is_op[t.entries[e].out] = 1
-    for e in range(t.n_entries):
-        en = &t.entries[e]
-        if en.code == DOT:      # (only op nodes' counts are read: a fused sum's terms,
-            internal[en.a] += 1  # most of a graph, count only those, found in a byte array)
-            for j in range(en.b, en.b + en.n):
-                if is_op[t.tw[j]]:
-                    internal[t.tw[j]] += 1
-                if is_op[t.tx[j]]:
-                    internal[t.tx[j]] += 1
-        elif en.code == CUSTOM:
-            for child in _value(t.node_of_slot[en.out])._prev:
-                internal[(<Value>child).n.scratch] += 1
-        else:
-            internal[en.a] += 1
-            if binary_op(en.code) and t.node_of_slot[en.b] != NULL:
-                internal[en.b] += 1
-    for e in range(t.n_entries):
-        node = t.node_of_slot[t.entries[e].out]
-        if (_refcount(_obj(node)) > internal[t.entries[e].out] + (node == root)
-                or node.code == CUSTOM):
-            t.shown_slots[n_shown] = t.entries[e].out
-            t.shown_nodes[n_shown] = node
+        s = t.entries[e].out
+        if t.refs[s] > (s == t.out_slot) or t.entries[e].code == CUSTOM:
+            t.shown_slots[n_shown] = s
+            t.shown_nodes[n_shown] = t.node_of_slot[s]
             n_shown += 1
-            t.hidden[t.entries[e].out] = 0
+            t.hidden[s] = 0
         else:
-            t.hidden[t.entries[e].out] = 1
+            t.hidden[s] = 1
     t.n_shown = n_shown
     return 0
 
