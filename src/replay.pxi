@@ -124,10 +124,17 @@ cdef inline void reveal_hidden(Node* node) noexcept:
         _detach_owner(node.tape)
 
 
+# Counts restructurings (reveal_to_change): a recording that saw it change while it ran
+# (another thread, while the recording had released the GIL) records again.
+cdef size_t _restructured = 0
+
+
 cdef int reveal_to_change(Node* node) except -1:
     """node is about to be restructured (re-initialised, a fused sum expanded, an inline
     constant made a Value): the graphs holding it must let go first. One that is
     replaying right now (a Function it calls reached node) cannot: RuntimeError."""
+    global _restructured
+    _restructured += 1
     if node.flags & (HIDDEN | RECORDED):
         _detach_owner(node.tape)
         forget_stale_marks(node)
@@ -241,9 +248,21 @@ cdef class CompiledGraph:
         # record_tape lays out the tape without the GIL: another thread calling into
         # this graph meanwhile must get an error (_ensure_recorded), not a second
         # recording into the same arrays
+        # Its nodes are marked as ours only at the end: a node another thread restructures
+        # meanwhile (a fused sum expanded by _prev) would be replayed and written back as
+        # what it was. So if anything was restructured, record again.
         self.recording = True
         try:
-            record_tape(&self.t, &self.output.n, functions, self.use_lanes)
+            for tries in range(1000):
+                seen = _restructured
+                record_tape(&self.t, &self.output.n, functions, self.use_lanes)
+                if _restructured == seen:
+                    break
+                tape_free(&self.t)
+                del functions[:]
+            else:
+                raise RuntimeError("cannot compile: other threads keep restructuring the graph "
+                                   "(looking inside its nodes) while it is being recorded")
         except BaseException:
             tape_free(&self.t)
             raise
