@@ -16,6 +16,7 @@ topological sort and ``backward``; the nn helpers; compile and replay; pickling.
 from __future__ import annotations
 
 import math
+import threading
 from array import array
 from functools import partial
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -605,28 +606,43 @@ class CompiledGraph:
                     "cmicrograd.function.Function instead")
         self._forward_failed = False
         self.recordings = 1  # this engine never needs to record again
+        # one call at a time, as the compiled engine's replay (which releases the GIL):
+        # a call while another thread replays raises instead of mixing the two
+        self._busy = threading.Lock()
+
+    def _enter(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("this compiled graph is being replayed in another thread")
 
     def forward(self) -> float:
         """Recompute every non-leaf node from the leaves' current data, reset the
         non-leaf grads to 0.0, and return the output's data."""
-        self._forward_failed = True
-        for v in self._ops:
-            if v._code == CUSTOM:
-                v._data = v._user.recompute()
-            else:
-                rule = FORWARD[v._code]
-                assert rule is not None  # every non-leaf, non-custom op has a forward rule
-                v._data = rule(v._a._data, 0.0 if v._b is None else v._b._data, v._k)
-            v._grad = 0.0
-        self._forward_failed = False
+        self._enter()
+        try:
+            self._forward_failed = True
+            for v in self._ops:
+                if v._code == CUSTOM:
+                    v._data = v._user.recompute()
+                else:
+                    rule = FORWARD[v._code]
+                    assert rule is not None  # every non-leaf, non-custom op has a forward rule
+                    v._data = rule(v._a._data, 0.0 if v._b is None else v._b._data, v._k)
+                v._grad = 0.0
+            self._forward_failed = False
+        finally:
+            self._busy.release()
         return self.output._data
 
     def backward(self) -> None:
         """What ``output.backward()`` would do on the graph as the last forward built
         it: set the output's grad to 1.0 and accumulate into every recorded node."""
-        if self._forward_failed:
-            raise RuntimeError("the last forward() failed: call forward() again first")
-        _backward_through(self.output, self._topo)
+        self._enter()
+        try:
+            if self._forward_failed:
+                raise RuntimeError("the last forward() failed: call forward() again first")
+            _backward_through(self.output, self._topo)
+        finally:
+            self._busy.release()
 
     def __call__(self) -> float:
         """One training step: ``forward()``, the optimizer's ``zero_grad()``,
