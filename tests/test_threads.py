@@ -256,6 +256,66 @@ def test_one_compiled_graph_shared_by_threads_that_re_record_it(engine):
     assert (got, got_grads) == (_bits(loss.data), [_bits(p.grad) for p in model.parameters()])
 
 
+def _moons_like(engine, n: int, model=None):
+    """MLP(2, [16, 16, 1]) (seeded, unless given) and its hinge loss over n seeded points."""
+    if model is None:
+        random.seed(5)
+        model = engine.nn.MLP(2, [16, 16, 1])
+    rng = random.Random(6)
+    X = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(n)]
+    Y = [1 if a * b > 0 else -1 for a, b in X]
+    scores = [model([engine.Value(a), engine.Value(b)]) for a, b in X]
+    return model, scores, hinge_loss(scores, Y)
+
+
+def test_a_graph_restructured_by_another_thread_while_it_records(engine):
+    """One thread replays a compiled graph and makes it re-record; another looks inside
+    its nodes meanwhile (``_prev`` turns a fused sum into a chain of + and *). A node
+    changed while the recording ran without the GIL was once replayed as what it had
+    been: a write through a stale pointer, a segfault. Each call works or raises
+    RuntimeError; afterwards a replay is exact."""
+    model, scores, loss = _moons_like(engine, 64)
+    step = engine.engine.compile(loss)
+    del loss
+    done = threading.Event()
+
+    def replay():
+        try:
+            for i in range(200):
+                try:
+                    if i % 2:
+                        step.output._prev          # detach: the next call records again
+                    step.forward()
+                    step.backward()
+                except RuntimeError as exc:
+                    assert "thread" in str(exc) or "replaying" in str(exc), exc
+        finally:
+            done.set()
+
+    def look_inside():
+        rng = random.Random(1)
+        while not done.is_set():
+            node = rng.choice(scores)
+            try:
+                for _ in range(rng.randrange(4)):
+                    kids = list(node._prev)
+                    if not kids:
+                        break
+                    node = rng.choice(kids)
+            except RuntimeError as exc:
+                assert "replaying" in str(exc), exc
+
+    _run_threads(lambda k: replay() if k == 0 else look_inside(), [(0,), (1,)])
+    got = _bits(step.forward())
+    model.zero_grad()
+    step.backward()
+    got_grads = [_bits(p.grad) for p in model.parameters()]
+    _, _, fresh = _moons_like(engine, 64, model)   # the same data, built anew
+    model.zero_grad()
+    fresh.backward()
+    assert (got, got_grads) == (_bits(fresh.data), [_bits(p.grad) for p in model.parameters()])
+
+
 # ---- concurrent building, freeing, pickling ------------------------------------------------
 class _BusyFinaliser:
     """Held by a custom backward closure; when the graph is freed, its finaliser builds,
