@@ -152,7 +152,10 @@ print(site)
 EOF
 )
 echo "cmicrograd and its engine are imported from $SITE"
-"$WORK/testenv/bin/python" -m pytest -p no:cacheprovider | tee "$WORK/pytest.log"
+# --capture=sys: output written to fd 2 by C code (glibc's heap checks, CPython's fatal
+# errors) reaches this log instead of a capture file lost with the process; one
+# intermittent abort here left only faulthandler's "Fatal Python error: Aborted".
+"$WORK/testenv/bin/python" -m pytest -p no:cacheprovider --capture=sys | tee "$WORK/pytest.log"
 grep -qF "from $SITE/cmicrograd" "$WORK/pytest.log" \
     || fail "pytest did not test the installed cmicrograd"
 RESULT=$(tail -1 "$WORK/pytest.log" | tr -d '=' | sed 's/^ *//; s/ *$//')
