@@ -215,10 +215,11 @@ cdef int record_tape(Tape* t, Node* root, list functions, bint lanes) except -1:
             _unmark(t)
             _detach_owner(hidden.tape)
             forget_stale_marks(hidden)
-            if hidden.flags & HIDDEN:    # its graph is replaying (we run in its Function)
+            if hidden.flags & HIDDEN:    # its graph is replaying (another thread, or we run in its Function)
                 raise RuntimeError(
                     "cannot compile a graph through a node of a compiled graph that is "
-                    "replaying right now (from a Function that replay calls)")
+                    "replaying right now (in another thread, or it called the Function "
+                    "that got here): compile after the replay")
             _adopt_spare_tape(t)
             del functions[:]
     except BaseException:
