@@ -327,8 +327,8 @@ def test_graphs_compiled_over_a_graph_another_thread_re_records(engine):
     done = threading.Event()
 
     def replay():
-        try:
-            for i in range(100):
+        try:   # (the pure engine has no GIL-free part to race with: fewer rounds)
+            for i in range(100 if engine.name == "cython" else 20):
                 try:
                     if i % 2:
                         first.output._prev
