@@ -215,7 +215,8 @@ cdef int record_tape(Tape* t, Node* root, list functions, bint lanes) except -1:
             _unmark(t)
             _detach_owner(hidden.tape)
             forget_stale_marks(hidden)
-            if hidden.flags & HIDDEN:    # its graph is replaying (another thread, or we run in its Function)
+            if hidden.flags & HIDDEN:    # its graph is replaying (in another thread, or
+                                         # we run in a Function it called)
                 raise RuntimeError(
                     "cannot compile a graph through a node of a compiled graph that is "
                     "replaying right now (in another thread, or it called the Function "

@@ -243,14 +243,15 @@ cdef class CompiledGraph:
         cdef Py_ssize_t i
         cdef Node* node
         cdef Node* leaf
+        cdef size_t seen
+        cdef int tries
         functions = []
         tape_free(&self.t)
-        # record_tape lays out the tape without the GIL: another thread calling into
-        # this graph meanwhile must get an error (_ensure_recorded), not a second
-        # recording into the same arrays
-        # Its nodes are marked as ours only at the end: a node another thread restructures
-        # meanwhile (a fused sum expanded by _prev) would be replayed and written back as
-        # what it was. So if anything was restructured, record again.
+        # record_tape lays out the tape without the GIL. Meanwhile another thread calling
+        # into this graph gets an error (_ensure_recorded), not a second recording into
+        # the same arrays; and since the nodes are marked as ours only at the end, a node
+        # it restructures (a fused sum expanded by _prev) would be replayed and written
+        # back as what it was: if anything was restructured, record again.
         self.recording = True
         try:
             for tries in range(1000):
