@@ -198,6 +198,9 @@ cdef class CompiledGraph:
     replayed one example per SIMD lane, and on ``threads`` threads; ``lanes`` is how many
     examples run side by side (0: the graph is not such a batch, or ``lanes=False``).
     Every choice gives the same bits.
+
+    One call at a time: calling it while another thread replays or records it raises
+    RuntimeError (threads each replaying their own graph run at once).
     """
     cdef readonly Value output
     cdef readonly object optimizer
