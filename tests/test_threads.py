@@ -159,18 +159,40 @@ def test_threads_give_the_same_bits_as_one_thread(engine):
 
 
 # ---- compiled graphs (engine.compile): replays run with the GIL released ------------------
+def _scores_and_loss(engine, model, seed: int, n: int):
+    """model's scores on n points drawn from Random(seed) (labels: the XOR of their
+    signs) and its hinge loss over them."""
+    rng = random.Random(seed)
+    X = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(n)]
+    Y = [1 if a * b > 0 else -1 for a, b in X]
+    scores = [model([engine.Value(a), engine.Value(b)]) for a, b in X]
+    return scores, hinge_loss(scores, Y)
+
+
+def _job_loss(engine, model, job: int):
+    """Job ``job``'s loss: 8 points of its own."""
+    return _scores_and_loss(engine, model, 1000 + job, 8)[1]
+
+
 def _compiled_jobs(engine):
     """Per job: a model and the recorded step of its loss on its own data (all made in
     this thread, for the global ``random``)."""
-    jobs = []
-    for seed, model in enumerate(_models(engine)):
-        rng = random.Random(1000 + seed)
-        X = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(8)]
-        Y = [1 if a * b > 0 else -1 for a, b in X]
-        V = engine.Value
-        loss = hinge_loss([model([V(a), V(b)]) for a, b in X], Y)
-        jobs.append((model, engine.engine.compile(loss)))
-    return jobs
+    return [(model, engine.engine.compile(_job_loss(engine, model, job)))
+            for job, model in enumerate(_models(engine))]
+
+
+def _assert_replay_is_exact(model, step, build) -> None:
+    """A replay of step now gives what building its graph anew (``build()``, from the
+    current parameters) and backpropagating it gives: the loss and every parameter's
+    grad, bit for bit."""
+    got = _bits(step.forward())
+    model.zero_grad()
+    step.backward()
+    got_grads = [_bits(p.grad) for p in model.parameters()]
+    loss = build()
+    model.zero_grad()
+    loss.backward()
+    assert (got, got_grads) == (_bits(loss.data), [_bits(p.grad) for p in model.parameters()])
 
 
 def _replay_training(model, step, steps: int = 15) -> list[int]:
@@ -206,20 +228,8 @@ def test_compiled_steps_are_exact_again_after_concurrent_use(engine):
         return k
 
     assert _run_threads(hammer, [(k,) for k in range(N_THREADS)]) == list(range(N_THREADS))
-    for seed, (model, step) in enumerate(jobs):
-        got = _bits(step.forward())
-        model.zero_grad()
-        step.backward()
-        got_grads = [_bits(p.grad) for p in model.parameters()]
-        # the same graph built anew from the current parameters
-        rng = random.Random(1000 + seed)
-        X = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(8)]
-        Y = [1 if a * b > 0 else -1 for a, b in X]
-        V = engine.Value
-        loss = hinge_loss([model([V(a), V(b)]) for a, b in X], Y)
-        model.zero_grad()
-        loss.backward()
-        assert (got, got_grads) == (_bits(loss.data), [_bits(p.grad) for p in model.parameters()])
+    for job, (model, step) in enumerate(jobs):
+        _assert_replay_is_exact(model, step, lambda: _job_loss(engine, model, job))
 
 
 def test_one_compiled_graph_shared_by_threads_that_re_record_it(engine):
@@ -228,10 +238,9 @@ def test_one_compiled_graph_shared_by_threads_that_re_record_it(engine):
     works or says that another thread is using the graph; never a crash (two threads
     recording into the same arrays once did: a segfault). Afterwards a replay is exact."""
     model, step = _compiled_jobs(engine)[0]
-    refused = []
 
     def share(k):
-        for i in range(60):
+        for i in range(150):
             try:
                 if (i + k) % 3 == 0:
                     step.output._prev          # detach: the next call records again
@@ -239,33 +248,37 @@ def test_one_compiled_graph_shared_by_threads_that_re_record_it(engine):
                 step.backward()
             except RuntimeError as exc:
                 assert "in another thread" in str(exc), exc
-                refused.append(1)
         return k
 
     assert _run_threads(share, [(k,) for k in range(N_THREADS)]) == list(range(N_THREADS))
-    got = _bits(step.forward())
-    model.zero_grad()
-    step.backward()
-    got_grads = [_bits(p.grad) for p in model.parameters()]
-    rng = random.Random(1000)          # job 0's data (_compiled_jobs), built anew
-    X = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(8)]
-    Y = [1 if a * b > 0 else -1 for a, b in X]
-    loss = hinge_loss([model([engine.Value(a), engine.Value(b)]) for a, b in X], Y)
-    model.zero_grad()
-    loss.backward()
-    assert (got, got_grads) == (_bits(loss.data), [_bits(p.grad) for p in model.parameters()])
+    _assert_replay_is_exact(model, step, lambda: _job_loss(engine, model, 0))
 
 
-def _moons_like(engine, n: int, model=None):
-    """MLP(2, [16, 16, 1]) (seeded, unless given) and its hinge loss over n seeded points."""
+def _wide_job(engine, model=None):
+    """A seeded MLP(2, [16, 16, 1]) (or model), its scores on 64 points and its loss over
+    them: a graph whose recording takes long enough for other threads to run meanwhile."""
     if model is None:
         random.seed(5)
         model = engine.nn.MLP(2, [16, 16, 1])
-    rng = random.Random(6)
-    X = [[rng.uniform(-2, 2), rng.uniform(-2, 2)] for _ in range(n)]
-    Y = [1 if a * b > 0 else -1 for a, b in X]
-    scores = [model([engine.Value(a), engine.Value(b)]) for a, b in X]
-    return model, scores, hinge_loss(scores, Y)
+    return (model,) + _scores_and_loss(engine, model, 6, 64)
+
+
+def _replay_re_recording(engine, step, rounds: int, done: threading.Event) -> None:
+    """Replay step, looking inside its output every other round (which detaches it: the
+    next call records again); a call refused because another thread uses or changes the
+    graph is fine. Sets done at the end. The pure engine, which has no GIL-free part to
+    race with, does a fifth of the rounds."""
+    try:
+        for i in range(rounds if engine.name == "cython" else rounds // 5):
+            try:
+                if i % 2:
+                    step.output._prev
+                step.forward()
+                step.backward()
+            except RuntimeError as exc:
+                assert "thread" in str(exc) or "replaying" in str(exc), exc
+    finally:
+        done.set()
 
 
 def test_a_graph_restructured_by_another_thread_while_it_records(engine):
@@ -274,23 +287,10 @@ def test_a_graph_restructured_by_another_thread_while_it_records(engine):
     changed while the recording ran without the GIL was once replayed as what it had
     been: a write through a stale pointer, a segfault. Each call works or raises
     RuntimeError; afterwards a replay is exact."""
-    model, scores, loss = _moons_like(engine, 64)
+    model, scores, loss = _wide_job(engine)
     step = engine.engine.compile(loss)
     del loss
     done = threading.Event()
-
-    def replay():
-        try:   # (the pure engine has no GIL-free part to race with: fewer rounds)
-            for i in range(200 if engine.name == "cython" else 40):
-                try:
-                    if i % 2:
-                        step.output._prev          # detach: the next call records again
-                    step.forward()
-                    step.backward()
-                except RuntimeError as exc:
-                    assert "thread" in str(exc) or "replaying" in str(exc), exc
-        finally:
-            done.set()
 
     def look_inside():
         rng = random.Random(1)
@@ -305,15 +305,9 @@ def test_a_graph_restructured_by_another_thread_while_it_records(engine):
             except RuntimeError as exc:
                 assert "replaying" in str(exc), exc
 
-    _run_threads(lambda k: replay() if k == 0 else look_inside(), [(0,), (1,)])
-    got = _bits(step.forward())
-    model.zero_grad()
-    step.backward()
-    got_grads = [_bits(p.grad) for p in model.parameters()]
-    _, _, fresh = _moons_like(engine, 64, model)   # the same data, built anew
-    model.zero_grad()
-    fresh.backward()
-    assert (got, got_grads) == (_bits(fresh.data), [_bits(p.grad) for p in model.parameters()])
+    _run_threads(lambda k: _replay_re_recording(engine, step, 200, done) if k == 0
+                 else look_inside(), [(0,), (1,)])
+    _assert_replay_is_exact(model, step, lambda: _wide_job(engine, model)[2])
 
 
 def test_graphs_compiled_over_a_graph_another_thread_re_records(engine):
@@ -321,23 +315,10 @@ def test_graphs_compiled_over_a_graph_another_thread_re_records(engine):
     over the same nodes (the loss times 2, a partial sum of its terms) and replays them:
     nodes recorded by two graphs at once, one of them replaying or recording without the
     GIL. Each call works or raises RuntimeError; afterwards a replay is exact."""
-    model, scores, loss = _moons_like(engine, 64)
+    model, _, loss = _wide_job(engine)
     terms = list(loss._prev)   # (a chain of additions: its operands, one level down)
     first = engine.engine.compile(loss)
     done = threading.Event()
-
-    def replay():
-        try:   # (the pure engine has no GIL-free part to race with: fewer rounds)
-            for i in range(100 if engine.name == "cython" else 20):
-                try:
-                    if i % 2:
-                        first.output._prev
-                    first.forward()
-                    first.backward()
-                except RuntimeError as exc:
-                    assert "thread" in str(exc) or "replaying" in str(exc), exc
-        finally:
-            done.set()
 
     def compile_over_it():
         rng = random.Random(2)
@@ -350,15 +331,9 @@ def test_graphs_compiled_over_a_graph_another_thread_re_records(engine):
             except RuntimeError as exc:
                 assert "thread" in str(exc) or "replaying" in str(exc), exc
 
-    _run_threads(lambda k: replay() if k == 0 else compile_over_it(), [(0,), (1,)])
-    got = _bits(first.forward())
-    model.zero_grad()
-    first.backward()
-    got_grads = [_bits(p.grad) for p in model.parameters()]
-    _, _, fresh = _moons_like(engine, 64, model)
-    model.zero_grad()
-    fresh.backward()
-    assert (got, got_grads) == (_bits(fresh.data), [_bits(p.grad) for p in model.parameters()])
+    _run_threads(lambda k: _replay_re_recording(engine, first, 100, done) if k == 0
+                 else compile_over_it(), [(0,), (1,)])
+    _assert_replay_is_exact(model, first, lambda: _wide_job(engine, model)[2])
 
 
 # ---- concurrent building, freeing, pickling ------------------------------------------------
