@@ -124,9 +124,23 @@ cdef inline void reveal_hidden(Node* node) noexcept:
         _detach_owner(node.tape)
 
 
-# Counts restructurings (reveal_to_change): a recording that saw it change while it ran
-# (another thread, while the recording had released the GIL) records again.
+# What other threads may do while a recording has released the GIL (record_tape's
+# layout), which makes it record again (_record): restructure a node (counted by
+# reveal_to_change), or mark nodes as another graph's (counted at the end of _record).
 cdef size_t _restructured = 0
+cdef size_t _markings = 0
+
+
+cdef bint _hides_others_nodes(Tape* t) noexcept:
+    """Whether a node t recorded as an op (not yet marked as t's) is hidden in another
+    graph: one that recorded it while t's recording had released the GIL."""
+    cdef Py_ssize_t e
+    for e in range(t.n_entries):
+        if t.node_of_slot[t.entries[e].out].flags & HIDDEN:
+            return True
+        if t.entries[e].act and t.node_of_slot[t.entries[e].act_out].flags & HIDDEN:
+            return True
+    return False
 
 
 cdef int reveal_to_change(Node* node) except -1:
@@ -242,31 +256,35 @@ cdef class CompiledGraph:
 
     # ---- recording ------------------------------------------------------------------
     cdef int _record(self) except -1:
-        global _n_recorded, _leaf_lock
+        global _n_recorded, _leaf_lock, _markings
         cdef Py_ssize_t i
         cdef Node* node
         cdef Node* leaf
-        cdef size_t seen
+        cdef size_t seen, marked
         cdef int tries
         functions = []
         tape_free(&self.t)
         # record_tape lays out the tape without the GIL. Meanwhile another thread calling
         # into this graph gets an error (_ensure_recorded), not a second recording into
-        # the same arrays; and since the nodes are marked as ours only at the end, a node
-        # it restructures (a fused sum expanded by _prev) would be replayed and written
-        # back as what it was: if anything was restructured, record again.
+        # the same arrays. Since the nodes are marked as ours only at the end, another
+        # thread may also restructure one (a fused sum expanded by _prev: it would be
+        # replayed and written back as what it was), or record some into its own graph
+        # and hide them there (a node hidden in two graphs keeps stale marks when they
+        # detach, and every later walk restarts at each one): then record again, and the
+        # walk detaches that graph as it does any graph whose hidden nodes it meets.
         self.recording = True
         try:
             for tries in range(1000):
-                seen = _restructured
+                seen, marked = _restructured, _markings
                 record_tape(&self.t, &self.output.n, functions, self.use_lanes)
-                if _restructured == seen:
+                if _restructured == seen and (_markings == marked or
+                                              not _hides_others_nodes(&self.t)):
                     break
                 tape_free(&self.t)
                 del functions[:]
             else:
                 raise RuntimeError("cannot compile: other threads keep restructuring the graph "
-                                   "(looking inside its nodes) while it is being recorded")
+                                   "or compiling its nodes while it is being recorded")
         except BaseException:
             tape_free(&self.t)
             raise
@@ -308,6 +326,7 @@ cdef class CompiledGraph:
             if node != NULL and i != self.t.out_slot:   # GC sees: a cycle through it is freed)
                 Py_INCREF(<object>_obj(node))
         _n_recorded += 1
+        _markings += 1
         self.recordings += 1
         self.passes = 0
         self.full = True           # start exact: the recorded intermediates' grads as they are
