@@ -12,6 +12,7 @@
 #define CMICROGRAD_KERNELS_H
 
 #include <Python.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #if defined(_MSC_VER)
@@ -31,6 +32,33 @@ static inline void *cm_malloc_lines(size_t n) {
     void *p = NULL;
     return posix_memalign(&p, 64, n) == 0 ? p : NULL;
 #endif
+}
+
+#if defined(_MSC_VER)
+#define CM_NOINLINE __declspec(noinline)
+#else
+#define CM_NOINLINE __attribute__((noinline))
+#endif
+
+/* The recording's checks and copies of slot numbers (lanes.pxi: _try_chain, _renumber_terms),
+ * branch-free so that compilers vectorize them. Kept out of line: inlined into the
+ * recording's long functions, the loops stayed scalar. */
+
+/* Whether s[j] == s1[j] + (delta if lo <= s1[j] < hi else 0) for every j in [0, n). */
+static CM_NOINLINE int cm_same_slots(const int32_t *s, const int32_t *s1, Py_ssize_t n,
+                                     int32_t delta, int32_t lo, int32_t hi) {
+    int32_t differ = 0;
+    Py_ssize_t j;
+    for (j = 0; j < n; j++)
+        differ |= s[j] ^ (s1[j] + (delta & -(int32_t)((s1[j] >= lo) & (s1[j] < hi))));
+    return differ == 0;
+}
+
+/* out[j] = src[j] + (shift if src[j] < lanes_end else 0) for j in [0, n) (no overlap). */
+static CM_NOINLINE void cm_shifted(int32_t *CM_RESTRICT out, const int32_t *CM_RESTRICT src,
+                                   Py_ssize_t n, int32_t shift, int32_t lanes_end) {
+    Py_ssize_t j;
+    for (j = 0; j < n; j++) out[j] = src[j] + (shift & -(int32_t)(src[j] < lanes_end));
 }
 
 /* g[j] += v[j] * a for j in [0, n) */

@@ -254,6 +254,9 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                           int32_t* entry_of, int32_t* succ) noexcept nogil:
     """The lane plan of the sum whose chain starts at entry chain_start, or NULL."""
     cdef Py_ssize_t n = t.n_slots, E = 0, K, S, e, i, j, k, m, opi, r1, base1
+    cdef Py_ssize_t tb1, tend, n_terms, tdelta = 0
+    cdef int32_t b1
+    cdef bint shifted
     cdef int32_t* roots = <int32_t*>malloc((chain_len + 1) * sizeof(int32_t))
     cdef int32_t* owner = NULL         # per slot: its example, -2 shared, -1 neither
     cdef int32_t* loc = NULL           # per lane slot: its template index
@@ -297,7 +300,7 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
         for e in range(E):
             if entry_of[roots[e]] < 0 or (e >= 1 and roots[e] != roots[1] + (e - 1) * S):
                 return NULL
-        base1 = roots[1]
+        base1 = b1 = roots[1]
         K = 0
         while r1 - K >= 0 and base1 <= t.entries[r1 - K].out < base1 + S:
             K += 1
@@ -330,11 +333,25 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
             for i in range(roots[e], roots[e] + S):
                 owner[i] = <int32_t>e
                 loc[i] = <int32_t>(i - roots[e])
+        # example 1's fused sums' terms: one block if they are consecutive (the walk gives
+        # an example's sums their terms one after the other); then every example's
+        # terms are compared with them in one pass over the block, not sum by sum
+        tb1 = -1
+        tend = n_terms = 0
+        for k in range(r1 - K + 1, r1 + 1):
+            en1 = &t.entries[k]
+            if en1.code == DOT:
+                n_terms += en1.n
+                tb1 = en1.b if tb1 < 0 else min(tb1, en1.b)
+                tend = max(tend, en1.b + en1.n)
+        if tb1 >= 0 and tend - tb1 != n_terms:
+            tb1 = -1
         # example e >= 2 against example 1, operand by operand
         for e in range(2, E):
             delta = roots[e] - roots[1]
             m = entry_of[roots[e]] - entry_of[roots[1]]
-            for k in range(entry_of[roots[1]] - K + 1, entry_of[roots[1]] + 1):
+            shifted = False      # tdelta known: example e's terms are example 1's, moved by it
+            for k in range(r1 - K + 1, r1 + 1):
                 en1 = &t.entries[k]
                 en = &t.entries[k + m]
                 if not _same_op(en, en1) or en.out != en1.out + delta or (
@@ -342,12 +359,22 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                     return NULL
                 if not _same_slot(en.a, en1.a, delta, base1, S):
                     return NULL
-                if en.code == DOT:
-                    if not (_same_slots(&t.tw[en.b], &t.tw[en1.b], en.n, delta, base1, S)
-                            and _same_slots(&t.tx[en.b], &t.tx[en1.b], en.n, delta, base1, S)):
+                if en.code != DOT:
+                    if not _same_slot(en.b, en1.b, delta, base1, S):
                         return NULL
-                elif not _same_slot(en.b, en1.b, delta, base1, S):
-                    return NULL
+                elif tb1 < 0:
+                    if not (cm_same_slots(&t.tw[en.b], &t.tw[en1.b], en.n, delta, b1, b1 + S)
+                            and cm_same_slots(&t.tx[en.b], &t.tx[en1.b], en.n, delta, b1, b1 + S)):
+                        return NULL
+                elif not shifted:
+                    tdelta = en.b - en1.b
+                    shifted = True
+                elif en.b - en1.b != tdelta:
+                    return NULL          # its terms are not example 1's block, moved
+            if shifted and not (
+                    cm_same_slots(&t.tw[tb1 + tdelta], &t.tw[tb1], n_terms, delta, b1, b1 + S)
+                    and cm_same_slots(&t.tx[tb1 + tdelta], &t.tx[tb1], n_terms, delta, b1, b1 + S)):
+                return NULL
         # example 0 against example 1: its slots by a map; what example 1 reads outside
         # its block must be a leaf example 0 reads at the same place (shared)
         m = entry_of[roots[0]] - entry_of[roots[1]]
@@ -389,7 +416,7 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                 s = _operand_slot(t, en, opi)
                 if owner[s] >= 0 and s != roots[owner[s]]:
                     return NULL
-        return _lay_out(t, E, K, S, entry_owner, owner, loc, entry_of)
+        return _lay_out(t, E, K, S, entry_owner, owner, loc, entry_of, tb1, n_terms)
     finally:
         free(roots); free(owner); free(loc); free(entry_owner); free(map0)
 
@@ -401,29 +428,18 @@ cdef inline bint _same_slot(int32_t s, int32_t s1, int32_t delta, Py_ssize_t bas
     return s == (s1 + delta if base1 <= s1 < base1 + S else s1)
 
 
-cdef inline bint _same_slots(const int32_t* s, const int32_t* s1, Py_ssize_t n, int32_t delta,
-                             Py_ssize_t base1, Py_ssize_t S) noexcept nogil:
-    """_same_slot for n terms; without branches, so that the compiler vectorizes it (a
-    fused sum's terms are most of what is compared)."""
-    cdef Py_ssize_t j
-    cdef int32_t differ = 0
-    cdef int32_t b = <int32_t>base1
-    cdef uint32_t size = <uint32_t>S
-    for j in range(n):   # (in the block: s1 - base1 < S, unsigned)
-        differ |= s[j] ^ (s1[j] + (delta & -<int32_t>(<uint32_t>(s1[j] - b) < size)))
-    return differ == 0
-
-
 cdef inline bint _same_op(Entry* en, Entry* en1) noexcept nogil:
     return (en.code == en1.code and en.act == en1.act and en.n == en1.n
             and (en.code != POW or en.k == en1.k))
 
 
 cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32_t* entry_owner,
-                        int32_t* owner, int32_t* loc, int32_t* entry_of) noexcept nogil:
+                        int32_t* owner, int32_t* loc, int32_t* entry_of, Py_ssize_t tb1,
+                        Py_ssize_t block) noexcept nogil:
     """Check the program's order, then renumber slots (lane slot i of example e at
     i * E + e), reorder entries (the rest, the examples e-major, what needs them), and
-    describe the template and the sum's chain.
+    describe the template and the sum's chain. tb1, block: example 1's terms, if they
+    are one block (tb1 >= 0; see _try_chain).
     NULL (t unchanged) if the program's order does not allow lanes."""
     cdef Py_ssize_t i, e, k, j, p, n = t.n_slots, pos, first_lane = -1, last_lane = -1
     cdef Py_ssize_t n_items, prev_e, n_terms, n_jobs, n_rows, n_chain
@@ -613,7 +629,8 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         for p in range(t.n_program):
             t.program[p].entry = new_entry[t.program[p].entry]
         _permute_entries(t, new_entry)
-        _renumber_slots(t, new_slot, _renumber_terms(t, new_slot, plan.entry_start, K, E, T * E))
+        _renumber_slots(t, new_slot, _renumber_terms(t, new_slot, plan.entry_start, K, E, T * E,
+                                                     tb1, block))
         _describe_template(plan, t, T * E)
         _hoist_steps(plan, T)
         _find_layers(plan)
@@ -627,15 +644,18 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
 
 
 cdef bint _renumber_terms(Tape* t, const int32_t* new, Py_ssize_t start, Py_ssize_t K,
-                          Py_ssize_t E, Py_ssize_t lane_slots) noexcept nogil:
+                          Py_ssize_t E, Py_ssize_t lane_slots, Py_ssize_t tb1,
+                          Py_ssize_t block) noexcept nogil:
     """_renumber_slots' work on the fused sums' terms, on a laid-out tape (its entries
     moved, example e's K at start + e * K), by what _try_chain proved: example e reads
     its own copy of each lane slot example 1 reads, which now sits e - 1 further, and
     the same shared slots. So examples 0 and 1 (and the rest) look each term up, and
-    the examples after copy example 1's terms in one sequential pass, which costs less
-    than a lookup per term (most of a batch's terms). False, nothing done, if some term
-    belongs to no fused sum."""
-    cdef Py_ssize_t i, j, total = 0, derived = start + 2 * K, stop = start + E * K
+    the examples after copy example 1's terms in one sequential pass (over each one's
+    block of terms when example 1's are one block, tb1 >= 0: block terms at tb1), which
+    costs less than a lookup per term (most of a batch's terms). False, nothing done,
+    if some term belongs to no fused sum."""
+    cdef Py_ssize_t i, j, e, k, total = 0, derived = start + 2 * K, stop = start + E * K
+    cdef int32_t end = <int32_t>lane_slots
     cdef Entry* en
     cdef Entry* src
     for i in range(t.n_entries):
@@ -649,23 +669,23 @@ cdef bint _renumber_terms(Tape* t, const int32_t* new, Py_ssize_t start, Py_ssiz
             for j in range(en.b, en.b + en.n):
                 t.tw[j] = new[t.tw[j]]
                 t.tx[j] = new[t.tx[j]]
+    if tb1 >= 0:
+        k = 0
+        while t.entries[start + K + k].code != DOT:   # (a block: example 1 has a sum)
+            k += 1
+        src = &t.entries[start + K + k]
+        for e in range(2, E):
+            en = &t.entries[start + e * K + k]
+            cm_shifted(&t.tw[tb1 + en.b - src.b], &t.tw[tb1], block, <int32_t>(e - 1), end)
+            cm_shifted(&t.tx[tb1 + en.b - src.b], &t.tx[tb1], block, <int32_t>(e - 1), end)
+        return True
     for i in range(derived, stop):
         en = &t.entries[i]
         if en.code == DOT:
             src = &t.entries[start + K + (i - start) % K]
-            _shifted(&t.tw[en.b], &t.tw[src.b], en.n, <int32_t>((i - start) // K - 1), lane_slots)
-            _shifted(&t.tx[en.b], &t.tx[src.b], en.n, <int32_t>((i - start) // K - 1), lane_slots)
+            cm_shifted(&t.tw[en.b], &t.tw[src.b], en.n, <int32_t>((i - start) // K - 1), end)
+            cm_shifted(&t.tx[en.b], &t.tx[src.b], en.n, <int32_t>((i - start) // K - 1), end)
     return True
-
-
-cdef inline void _shifted(int32_t* out, const int32_t* src, Py_ssize_t n, int32_t shift,
-                          Py_ssize_t lane_slots) noexcept nogil:
-    """out[j] = src[j] + shift for a lane slot, src[j] for a shared one (no branches:
-    the compiler vectorizes it)."""
-    cdef Py_ssize_t j
-    cdef int32_t lanes_end = <int32_t>lane_slots
-    for j in range(n):
-        out[j] = src[j] + (shift & -<int32_t>(src[j] < lanes_end))
 
 
 cdef void _permute_entries(Tape* t, int32_t* new) noexcept nogil:

@@ -75,6 +75,10 @@ cdef struct Tape:
 
 cdef extern from "kernels.h":
     void* cm_malloc_lines(size_t n) noexcept nogil
+    bint cm_same_slots(const int32_t* s, const int32_t* s1, Py_ssize_t n, int32_t delta,
+                       int32_t lo, int32_t hi) noexcept nogil
+    void cm_shifted(int32_t* out, const int32_t* src, Py_ssize_t n, int32_t shift,
+                    int32_t lanes_end) noexcept nogil
 
 
 cdef void _free_arrays(Tape* t) noexcept nogil:
