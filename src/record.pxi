@@ -373,21 +373,20 @@ cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
 
 cdef int _emit_steps(Tape* t, Node* node, int32_t slot, Py_ssize_t lo, Py_ssize_t hi,
                      bint last) except -1:
-    """A fused sum's steps lo..hi, in order: fill the terms visited since, and after
-    the last steps, its entry."""
-    cdef Py_ssize_t j, base = t.work[slot]
-    cdef DotBuffer* buf = NULL
+    """A fused sum's steps lo..hi, in order: fill term lo if its operands were visited
+    since (_visit_sum ends a range at each term it pushed operands for, so no other
+    term of the range can be waiting), and after the last steps, its entry."""
+    cdef Py_ssize_t base = t.work[slot]
+    cdef DotBuffer* buf
     cdef Entry* en
-    for j in range(lo, hi + 1):
-        if t.tw[base + j] < 0 or t.tx[base + j] < 0:
-            if buf == NULL:
-                buf = _dot_buffer(node)
-            if t.tw[base + j] < 0:
-                t.tw[base + j] = <int32_t>buf.w[j].scratch
-                t.refs[buf.w[j].scratch] -= 1
-            if t.tx[base + j] < 0:
-                t.tx[base + j] = <int32_t>buf.x[j].scratch
-                t.refs[buf.x[j].scratch] -= 1
+    if t.tw[base + lo] < 0 or t.tx[base + lo] < 0:
+        buf = _dot_buffer(node)
+        if t.tw[base + lo] < 0:
+            t.tw[base + lo] = <int32_t>buf.w[lo].scratch
+            t.refs[buf.w[lo].scratch] -= 1
+        if t.tx[base + lo] < 0:
+            t.tx[base + lo] = <int32_t>buf.x[lo].scratch
+            t.refs[buf.x[lo].scratch] -= 1
     _new_step(t, slot, <int32_t>hi, <int32_t>lo)   # its entry comes after the last steps
     if last:
         en = _new_entry(t, DOT, slot)
