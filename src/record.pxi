@@ -142,20 +142,13 @@ cdef int _resize(void** array, Py_ssize_t n, size_t size) except -1:
     return 0
 
 
-cdef int32_t _new_slot(Tape* t, Node* node, double data, double grad) except -1:
+# The walk adds a slot per node, an entry per op and a step per item: each adder is an
+# inline store, and growing the arrays a call apart (a reused tape has room already).
+cdef inline int32_t _new_slot(Tape* t, Node* node, double data, double grad) except -1:
     """The next slot, for node (NULL: an inline constant)."""
     cdef Py_ssize_t s = t.n_slots
-    cdef Py_ssize_t cap = _capacity(t.cap_slots, s + 1)
-    if cap:
-        if s >= 0x7ffffff0:
-            raise MemoryError("the graph is too large to compile (2^31 slots)")
-        _resize(<void**>&t.D, cap, sizeof(double))
-        _resize(<void**>&t.G, cap, sizeof(double))
-        _resize(<void**>&t.node_of_slot, cap, sizeof(Node*))
-        _resize(<void**>&t.hidden, cap, 1)
-        _resize(<void**>&t.work, cap, sizeof(int32_t))
-        _resize(<void**>&t.refs, cap, sizeof(int32_t))
-        t.cap_slots = cap
+    if s == t.cap_slots:
+        _grow_slots(t)
     t.D[s] = data
     t.G[s] = grad
     t.node_of_slot[s] = node
@@ -163,34 +156,58 @@ cdef int32_t _new_slot(Tape* t, Node* node, double data, double grad) except -1:
     return <int32_t>s
 
 
-cdef Entry* _new_entry(Tape* t, int code, int32_t out) except NULL:
+cdef int _grow_slots(Tape* t) except -1:
+    cdef Py_ssize_t cap = _capacity(t.cap_slots, t.n_slots + 1)
+    if t.n_slots >= 0x7ffffff0:
+        raise MemoryError("the graph is too large to compile (2^31 slots)")
+    _resize(<void**>&t.D, cap, sizeof(double))
+    _resize(<void**>&t.G, cap, sizeof(double))
+    _resize(<void**>&t.node_of_slot, cap, sizeof(Node*))
+    _resize(<void**>&t.hidden, cap, 1)
+    _resize(<void**>&t.work, cap, sizeof(int32_t))
+    _resize(<void**>&t.refs, cap, sizeof(int32_t))
+    t.cap_slots = cap
+    return 0
+
+
+cdef inline Entry* _new_entry(Tape* t, int code, int32_t out) except NULL:
     cdef Entry* en
-    cdef Py_ssize_t cap = _capacity(t.cap_entries, t.n_entries + 1)
-    if cap:
-        _resize(<void**>&t.entries, cap, sizeof(Entry))
-        _resize(<void**>&t.dot_g1, cap, sizeof(double))
-        _resize(<void**>&t.shown_nodes, cap, sizeof(Node*))
-        _resize(<void**>&t.shown_slots, cap, sizeof(int32_t))
-        t.cap_entries = cap
+    if t.n_entries == t.cap_entries:
+        _grow_entries(t)
     en = &t.entries[t.n_entries]
     t.n_entries += 1
-    memset(en, 0, sizeof(Entry))
-    en.code = code
     en.out = out
+    en.a = en.b = en.n = 0
     en.act_out = en.wbase = en.xbase = -1
+    en.k = 0.0
+    en.code = code
+    en.act = 0
     en.group = 1
     return en
 
 
-cdef int _new_step(Tape* t, int32_t of, int32_t hi, int32_t lo) except -1:
+cdef int _grow_entries(Tape* t) except -1:
+    cdef Py_ssize_t cap = _capacity(t.cap_entries, t.n_entries + 1)
+    _resize(<void**>&t.entries, cap, sizeof(Entry))
+    _resize(<void**>&t.dot_g1, cap, sizeof(double))
+    _resize(<void**>&t.shown_nodes, cap, sizeof(Node*))
+    _resize(<void**>&t.shown_slots, cap, sizeof(int32_t))
+    t.cap_entries = cap
+    return 0
+
+
+cdef inline int _new_step(Tape* t, int32_t of, int32_t hi, int32_t lo) except -1:
     """A backward step, in topological order (the program reverses them at the end)."""
-    cdef Py_ssize_t cap = _capacity(t.cap_program, t.n_program + 1)
-    if cap:
+    cdef BwItem* step
+    cdef Py_ssize_t cap
+    if t.n_program == t.cap_program:
+        cap = _capacity(t.cap_program, t.n_program + 1)
         _resize(<void**>&t.program, cap, sizeof(BwItem))
         t.cap_program = cap
-    t.program[t.n_program].entry = of
-    t.program[t.n_program].hi = hi
-    t.program[t.n_program].lo = lo
+    step = &t.program[t.n_program]
+    step.entry = of
+    step.hi = hi
+    step.lo = lo
     t.n_program += 1
     return 0
 
@@ -324,48 +341,68 @@ cdef uintptr_t LAST_RANGE = <uintptr_t>1 << 63
 cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
     """A fused sum's visit: its terms' slots (those of visited operands now, the others
     when its steps come off the stack), and its operands and steps pushed as
-    fused.pxi's composite_push_steps pushes them (with the sum's slot under each range)."""
+    fused.pxi's composite_push_steps pushes them (with the sum's slot under each range).
+    Most of a graph's work is here, so the arrays are reserved first and written
+    through local pointers."""
     cdef DotBuffer* buf = _dot_buffer(node)
-    cdef Py_ssize_t j, hi = buf.n - 1, base = t.n_terms
+    cdef Py_ssize_t n = buf.n, j, hi = n - 1, base = t.n_terms
+    cdef Py_ssize_t cap = _capacity(t.cap_terms, base + n)
     cdef int32_t slot = <int32_t>node.scratch
+    cdef Node** W = buf.w
+    cdef Node** X = buf.x
+    cdef Node* w
     cdef Node* x
-    cdef bint push_w, push_x
+    cdef int32_t* tw
+    cdef int32_t* tx
+    cdef int32_t* refs
+    cdef Node** top
+    cdef bint waits
     cdef uintptr_t last = LAST_RANGE
-    cdef Py_ssize_t cap = _capacity(t.cap_terms, base + buf.n)
     if cap:
         _resize(<void**>&t.tw, cap, sizeof(int32_t))
         _resize(<void**>&t.tx, cap, sizeof(int32_t))
         t.cap_terms = cap
-    t.n_terms = base + buf.n
+    while arr.stack_cap - arr.stack_n < 5 * n + 1:   # a range's three and two operands a term
+        _grow(&arr.stack, &arr.stack_cap)
+    t.n_terms = base + n
     t.work[slot] = <int32_t>base
-    for j in range(buf.n - 1, -1, -1):
-        push_w = not (buf.w[j].flags & VISITED)
-        if push_w:
-            t.tw[base + j] = -1
+    tw = t.tw + base
+    tx = t.tx + base
+    refs = t.refs
+    top = arr.stack + arr.stack_n
+    for j in range(n - 1, -1, -1):
+        w = W[j]
+        x = X[j]
+        waits = False                # an operand not visited yet: term j waits for it
+        if w.flags & VISITED:
+            tw[j] = <int32_t>w.scratch
+            refs[w.scratch] -= 1     # (a leaf's count is never read)
         else:
-            t.tw[base + j] = <int32_t>buf.w[j].scratch
-            if buf.w[j].code != LEAF:       # (only op nodes' counts are read)
-                t.refs[buf.w[j].scratch] -= 1
-        x = buf.x[j]
-        push_x = x != NULL and not (x.flags & VISITED)
+            tw[j] = -1
+            waits = True
         if x == NULL:
-            t.tx[base + j] = _new_slot(t, NULL, buf.c[j], buf.cgrad[j])
-        elif push_x:
-            t.tx[base + j] = -1
+            tx[j] = _new_slot(t, NULL, buf.c[j], buf.cgrad[j])
+            refs = t.refs            # (the slot arrays may have moved)
+        elif x.flags & VISITED:
+            tx[j] = <int32_t>x.scratch
+            refs[x.scratch] -= 1
         else:
-            t.tx[base + j] = <int32_t>x.scratch
-            if x.code != LEAF:
-                t.refs[x.scratch] -= 1
-        if push_w or push_x or j == 0:   # something may come before step j: end the range
-            push_stack(arr, <Node*>((<uintptr_t>slot << 3) | INDEX_TAG))
-            push_stack(arr, <Node*>(<uintptr_t>step_range(j, hi) | last))
-            push_stack(arr, <Node*>(<uintptr_t>node | STEP_TAG))
+            tx[j] = -1
+            waits = True
+        if waits or j == 0:          # something may come before step j: end the range
+            top[0] = <Node*>((<uintptr_t>slot << 3) | INDEX_TAG)
+            top[1] = <Node*>(<uintptr_t>step_range(j, hi) | last)
+            top[2] = <Node*>(<uintptr_t>node | STEP_TAG)
+            top += 3
             last = 0
-            if push_x:
-                push_stack(arr, x)
-            if push_w:
-                push_stack(arr, buf.w[j])
+            if tx[j] < 0:
+                top[0] = x
+                top += 1
+            if tw[j] < 0:
+                top[0] = w
+                top += 1
             hi = j - 1
+    arr.stack_n = top - arr.stack
     if not (node.a.flags & VISITED):
         push_stack(arr, node.a)
     return 0
