@@ -9,11 +9,11 @@
 # Recording is three passes, all in C:
 #   1. with the GIL (it reads nodes): one walk in topological order that gives every
 #      node a slot (kept for a moment in the node's `scratch` field, so that operands are
-#      found without a hash lookup) and emits the entries and the backward steps; then
+#      found without a hash lookup) and emits the entries and the backward steps (a
+#      relu/tanh/sigmoid right after a fused sum folded into the sum's entry); then
 #      decide which nodes Python still holds (shown) and which live only in the tape
 #      (hidden);
-#   2. without the GIL (arrays only): fold activations into the fused sums before them;
-#      find a batch of identical examples and lay it out for the lane replay (lanes.pxi),
+#   2. without the GIL (arrays only): find a batch of identical examples and lay it out for the lane replay (lanes.pxi),
 #      or else renumber slots so that each fused sum's weights, and its inputs, are
 #      consecutive (the array kernels of kernels.h then apply); group independent sums;
 #   3. with the GIL (replay.pxi): mark the recorded nodes and take a reference to each.
@@ -173,7 +173,7 @@ cdef int _grow_slots(Tape* t) except -1:
 cdef inline Entry* _new_entry(Tape* t, int code, int32_t out) except NULL:
     cdef Entry* en
     if t.n_entries == t.cap_entries:
-        _grow_entries(t)
+        _grow_entries(t, t.n_entries + 1)
     en = &t.entries[t.n_entries]
     t.n_entries += 1
     en.out = out
@@ -186,8 +186,8 @@ cdef inline Entry* _new_entry(Tape* t, int code, int32_t out) except NULL:
     return en
 
 
-cdef int _grow_entries(Tape* t) except -1:
-    cdef Py_ssize_t cap = _capacity(t.cap_entries, t.n_entries + 1)
+cdef int _grow_entries(Tape* t, Py_ssize_t need) except -1:
+    cdef Py_ssize_t cap = _capacity(t.cap_entries, need)
     _resize(<void**>&t.entries, cap, sizeof(Entry))
     _resize(<void**>&t.dot_g1, cap, sizeof(double))
     _resize(<void**>&t.shown_nodes, cap, sizeof(Node*))
@@ -255,7 +255,6 @@ cdef int record_tape(Tape* t, Node* root, list functions, bint lanes) except -1:
     _find_hidden(t)
     has_functions = len(functions) > 0
     with nogil:
-        _fuse_activations(t, has_functions)
         if lanes and not has_functions:
             t.lanes = find_lanes(t)
         if t.lanes == NULL:
@@ -436,10 +435,14 @@ cdef int _emit_steps(Tape* t, Node* node, int32_t slot, Py_ssize_t lo, Py_ssize_
 
 
 cdef int _emit_op(Tape* t, Node* node, list functions) except -1:
-    """A plain op node, its operands done: its entry and its step."""
-    cdef Entry* en = _new_entry(t, node.code, <int32_t>node.scratch)
+    """A plain op node, its operands done: its entry and its step (or, for an
+    activation of the fused sum just emitted, that sum's act)."""
+    cdef Entry* en
     cdef PyObject* children
     cdef Py_ssize_t i
+    if (node.code == RELU or node.code == TANH or node.code == SIGMOID) and _fold_activation(t, node):
+        return 0
+    en = _new_entry(t, node.code, <int32_t>node.scratch)
     en.k = node.k
     if node.code == CUSTOM:
         functions.append((t.n_entries - 1, _function_of(node)))
@@ -461,6 +464,27 @@ cdef int _emit_op(Tape* t, Node* node, list functions) except -1:
         t.raises |= backward_can_raise(node.code)
     _new_step(t, <int32_t>(t.n_entries - 1), -1, -1)
     return 0
+
+
+cdef bint _fold_activation(Tape* t, Node* node) noexcept:
+    """Fold a relu/tanh/sigmoid into the fused sum it is applied to when the two are
+    adjacent in both orders: forward (the sum's entry is the last one) and backward
+    (the sum's last steps are the last step: reversed, the op's item comes right
+    before the sum's first). The replay then applies it as the sum's act, which
+    does the same float operations in the same order."""
+    cdef Entry* dot
+    cdef BwItem* last
+    if t.n_entries == 0:
+        return False
+    dot = &t.entries[t.n_entries - 1]
+    last = &t.program[t.n_program - 1]     # (the sum's entry came with its last steps)
+    if dot.code != DOT or dot.act or <int32_t>node.a.scratch != dot.out \
+            or last.entry != dot.out or last.hi != dot.n - 1:
+        return False
+    dot.act = node.code
+    dot.act_out = <int32_t>node.scratch
+    t.refs[dot.out] -= 1
+    return True
 
 
 cdef void _make_program(Tape* t) noexcept:
@@ -507,81 +531,40 @@ cdef object _function_of(Node* node):
 
 
 cdef int _find_hidden(Tape* t) except -1:
-    """Split the recorded op nodes into those Python holds (shown: written back after
-    every call) and the others (hidden: they live only in the tape).
+    """Split the recorded op nodes (each entry's, and a fused sum's activation) into
+    those Python holds (shown: written back after every call) and the others (hidden:
+    they live only in the tape).
 
     A node is held from outside when it has more references than the recorded graph's
     own operand links (plus the compiled graph's reference to its output): the walk
     took its reference count when it reached it and one off for each link it found
     (t.refs)."""
-    cdef Py_ssize_t e, n_shown = 0
-    cdef int32_t s
+    cdef Py_ssize_t e, n_acts = 0
+    cdef Entry* en
     for e in range(t.n_entries):
-        s = t.entries[e].out
-        if t.refs[s] > (s == t.out_slot) or t.entries[e].code == CUSTOM:
-            t.shown_slots[n_shown] = s
-            t.shown_nodes[n_shown] = t.node_of_slot[s]
-            n_shown += 1
-            t.hidden[s] = 0
-        else:
-            t.hidden[s] = 1
-    t.n_shown = n_shown
+        n_acts += t.entries[e].act != 0
+    if t.n_entries + n_acts > t.cap_entries:     # (the shown arrays: one item a node)
+        _grow_entries(t, t.n_entries + n_acts)
+    t.n_shown = 0
+    for e in range(t.n_entries):
+        en = &t.entries[e]
+        _show_or_hide(t, en.out, en.code == CUSTOM)
+        if en.act:
+            _show_or_hide(t, en.act_out, False)
     return 0
 
 
+cdef inline void _show_or_hide(Tape* t, int32_t s, bint always_shown) noexcept:
+    if t.refs[s] > (s == t.out_slot) or always_shown:
+        t.shown_slots[t.n_shown] = s
+        t.shown_nodes[t.n_shown] = t.node_of_slot[s]
+        t.n_shown += 1
+        t.hidden[s] = 0
+    else:
+        t.hidden[s] = 1
+
+
 # ---- pass 2: layout (no GIL) ------------------------------------------------------------
-cdef void _fuse_activations(Tape* t, bint keep_entries) noexcept nogil:
-    """Fold a relu/tanh/sigmoid applied right after a DOT into the DOT's entry when the
-    two are adjacent in both orders: forward (the DOT, then the op) and backward (the
-    op's item, then the DOT's first step). Not done when Function entries are present
-    (their indices are held by the compiled graph)."""
-    cdef Py_ssize_t e, i, n = 0
-    cdef int32_t* item_of
-    cdef int32_t* first_step_of
-    cdef int32_t* renumber
-    cdef Entry* dot
-    cdef Entry* op
-    if keep_entries or t.n_entries < 2:
-        return
-    item_of = <int32_t*>malloc(3 * t.n_entries * sizeof(int32_t))
-    if item_of == NULL:
-        return   # out of memory: a correct tape, just without this fusion
-    first_step_of = item_of + t.n_entries
-    renumber = first_step_of + t.n_entries
-    for e in range(t.n_entries):
-        item_of[e] = -2
-        first_step_of[e] = -1
-    for i in range(t.n_program):
-        e = t.program[i].entry
-        if t.program[i].hi < 0:
-            item_of[e] = <int32_t>i
-        elif t.program[i].hi == t.entries[e].n - 1:
-            first_step_of[e] = <int32_t>i
-    for e in range(t.n_entries):
-        renumber[e] = <int32_t>n
-        if e > 0:
-            dot = &t.entries[n - 1]
-            op = &t.entries[e]
-            if (dot.code == DOT and dot.act == 0 and (op.code == RELU or op.code == TANH
-                    or op.code == SIGMOID) and op.a == dot.out
-                    and item_of[e] + 1 == first_step_of[e - 1]):
-                dot.act = op.code
-                dot.act_out = op.out
-                renumber[e] = -1
-                continue
-        t.entries[n] = t.entries[e]
-        n += 1
-    t.n_entries = n
-    n = 0
-    for i in range(t.n_program):
-        if renumber[t.program[i].entry] >= 0:
-            t.program[n] = t.program[i]
-            t.program[n].entry = renumber[t.program[i].entry]
-            n += 1
-    t.n_program = n
-    free(item_of)
-
-
 cdef void _number_slots_for_runs(Tape* t) noexcept nogil:
     """Renumber slots so that each DOT's weights, and its inputs, are consecutive where
     possible: the first DOT to use a set of fresh slots lays them out."""
