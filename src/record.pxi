@@ -341,21 +341,24 @@ cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
     """A fused sum's visit: its terms' slots (those of visited operands now, the others
     when its steps come off the stack), and its operands and steps pushed as
     fused.pxi's composite_push_steps pushes them (with the sum's slot under each range).
-    Most of a graph's work is here, so the arrays are reserved first and written
-    through local pointers."""
+
+    Most of a recording's time is here, waiting for the terms' operands to come from
+    memory. So the terms are read first, in memory order and into local pointers (the
+    loads do not wait on each other, nor on the buffer's header: its arrays follow it),
+    and their pending operands and step ranges are pushed in a second pass, in the
+    order the sort needs (last term first)."""
     cdef DotBuffer* buf = _dot_buffer(node)
+    cdef Node** W = <Node**>(<char*>buf + sizeof(DotBuffer))    # (buf.w: see _new_buffer)
     cdef Py_ssize_t n = buf.n, j, hi = n - 1, base = t.n_terms
     cdef Py_ssize_t cap = _capacity(t.cap_terms, base + n)
     cdef int32_t slot = <int32_t>node.scratch
-    cdef Node** W = buf.w
-    cdef Node** X = buf.x
+    cdef Node** X
     cdef Node* w
     cdef Node* x
     cdef int32_t* tw
     cdef int32_t* tx
     cdef int32_t* refs
     cdef Node** top
-    cdef bint waits
     cdef uintptr_t last = LAST_RANGE
     if cap:
         _resize(<void**>&t.tw, cap, sizeof(int32_t))
@@ -365,20 +368,18 @@ cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
         _grow(&arr.stack, &arr.stack_cap)
     t.n_terms = base + n
     t.work[slot] = <int32_t>base
+    X = W + n
     tw = t.tw + base
     tx = t.tx + base
     refs = t.refs
-    top = arr.stack + arr.stack_n
-    for j in range(n - 1, -1, -1):
+    for j in range(n):           # slots of visited operands; -1: not visited yet
         w = W[j]
         x = X[j]
-        waits = False                # an operand not visited yet: term j waits for it
         if w.flags & VISITED:
             tw[j] = <int32_t>w.scratch
             refs[w.scratch] -= 1     # (a leaf's count is never read)
         else:
             tw[j] = -1
-            waits = True
         if x == NULL:
             tx[j] = _new_slot(t, NULL, buf.c[j], buf.cgrad[j])
             refs = t.refs            # (the slot arrays may have moved)
@@ -387,18 +388,19 @@ cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
             refs[x.scratch] -= 1
         else:
             tx[j] = -1
-            waits = True
-        if waits or j == 0:          # something may come before step j: end the range
+    top = arr.stack + arr.stack_n
+    for j in range(n - 1, -1, -1):
+        if tw[j] < 0 or tx[j] < 0 or j == 0:   # something may come before step j: end the range
             top[0] = <Node*>((<uintptr_t>slot << 3) | INDEX_TAG)
             top[1] = <Node*>(<uintptr_t>step_range(j, hi) | last)
             top[2] = <Node*>(<uintptr_t>node | STEP_TAG)
             top += 3
             last = 0
             if tx[j] < 0:
-                top[0] = x
+                top[0] = X[j]
                 top += 1
             if tw[j] < 0:
-                top[0] = w
+                top[0] = W[j]
                 top += 1
             hi = j - 1
     arr.stack_n = top - arr.stack
