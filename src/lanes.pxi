@@ -442,13 +442,14 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
     are one block (tb1 >= 0; see _try_chain).
     NULL (t unchanged) if the program's order does not allow lanes."""
     cdef Py_ssize_t i, e, k, j, p, n = t.n_slots, pos, first_lane = -1, last_lane = -1
-    cdef Py_ssize_t n_items, prev_e, n_terms, n_jobs, n_rows, n_chain
+    cdef Py_ssize_t n_items, prev_e, n_terms, n_jobs, n_rows, n_chain, n_before, after, cap
     cdef int32_t* new_slot = NULL
     cdef int32_t* new_entry = NULL
     cdef int32_t* template_of = NULL    # per entry of an example: its template position
     cdef uint8_t* needs_lanes = NULL    # per entry outside the examples: reads their results
     cdef uint8_t* shared_read = NULL    # per slot: a shared slot the template reads
-    cdef int32_t* count = NULL          # per example: its entries or items so far
+    cdef int32_t* count = NULL          # per example: its entries so far
+    cdef int32_t* count2 = NULL         # per example: its items so far
     cdef LanePlan* plan = NULL
     cdef Entry* en
     cdef int32_t s
@@ -459,20 +460,31 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
     template_of = <int32_t*>malloc(t.n_entries * sizeof(int32_t) + 4)
     needs_lanes = <uint8_t*>calloc(t.n_entries + 1, 1)
     shared_read = <uint8_t*>calloc(n + 1, 1)
-    count = <int32_t*>calloc(E, sizeof(int32_t))
+    count = <int32_t*>calloc(2 * E, sizeof(int32_t))
     plan = <LanePlan*>calloc(1, sizeof(LanePlan))
     if (new_slot == NULL or new_entry == NULL or template_of == NULL or needs_lanes == NULL
             or shared_read == NULL or count == NULL or plan == NULL):
         free(new_slot); free(new_entry); free(template_of); free(needs_lanes); free(shared_read)
         free(count); free(plan)
         return NULL
+    count2 = count + E
     try:
-        # template positions, and what the template reads that is shared (once per example)
+        # template positions
         for i in range(t.n_entries):
             e = entry_owner[i]
             if e >= 0:
                 template_of[i] = count[e]
                 count[e] += 1
+        # slots: lane slot (template index i, example e) -> i * E + e; the others after
+        # (the shared slots in the order example 0 first reads them: a neuron's weights
+        # side by side; the rest after)
+        for s in range(n):
+            new_slot[s] = <int32_t>(loc[s] * E + owner[s]) if owner[s] >= 0 else -1
+        # what the template reads that is shared: once per example, and numbered; and the
+        # sizes: its terms, its fused sums' shared operands (jobs), its plain ops' shared
+        # operands (rows)
+        pos = T * E
+        n_terms = n_jobs = n_rows = 0
         for i in range(t.n_entries):
             if entry_owner[i] != 0:
                 continue
@@ -483,6 +495,19 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                     if shared_read[s]:
                         return NULL          # two contributions a example to one shared slot
                     shared_read[s] = 1
+                    if en.code == DOT:
+                        n_jobs += 1
+                    else:
+                        n_rows += 1
+                if new_slot[s] < 0:
+                    new_slot[s] = <int32_t>pos
+                    pos += 1
+            if en.code == DOT:
+                n_terms += en.n
+        for s in range(n):
+            if new_slot[s] < 0:
+                new_slot[s] = <int32_t>pos
+                pos += 1
         # the program: the examples' items in one block (each example's contiguous, from
         # the last example to the first, all in the template's order); between them only
         # items that write nothing the examples write
@@ -500,40 +525,42 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                 prev_e = e
         if prev_e != 0:
             return NULL
-        n_items = 0
-        for p in range(first_lane, last_lane + 1):
-            if entry_owner[t.program[p].entry] == 0:
-                n_items += 1
-        n_chain = 0
+        # each example's items must be the same, in the same order: the last example's
+        # (the first met) are the template's; the items among them that are no example's
+        # (the sum's chain) the lane backward runs first: they must not raise (the
+        # examples' items would not have run yet) nor add to a shared grad
+        cap = (last_lane - first_lane + 1) // E + 1   # (E equal shares and the chain)
+        plan.items = <LaneItem*>malloc(cap * sizeof(LaneItem))
+        if plan.items == NULL:
+            return NULL
+        n_items = n_chain = 0
         for p in range(first_lane, last_lane + 1):
             i = t.program[p].entry
-            if entry_owner[i] >= 0:
-                continue
-            en = &t.entries[i]
-            n_chain += 1
-            # the lane backward runs it before the examples: it must not raise (the
-            # examples' items would not have run yet) nor add to a shared grad
-            if backward_can_raise(en.code) or (en.code == DOT and backward_can_raise(en.act)):
-                return NULL
-            for opi in range(_n_operands(en)):
-                if shared_read[_operand_slot(t, en, opi)]:
+            e = entry_owner[i]
+            if e < 0:
+                en = &t.entries[i]
+                n_chain += 1
+                if backward_can_raise(en.code) or (en.code == DOT and backward_can_raise(en.act)):
                     return NULL
-        # sizes: the template's terms, its fused sums' shared operands (jobs), its plain ops'
-        # shared operands (rows)
-        n_terms = n_jobs = n_rows = 0
-        for i in range(t.n_entries):
-            if entry_owner[i] != 0:
-                continue
-            en = &t.entries[i]
-            for opi in range(_n_operands(en)):
-                if owner[_operand_slot(t, en, opi)] == -2:
-                    if en.code == DOT:
-                        n_jobs += 1
-                    else:
-                        n_rows += 1
-            if en.code == DOT:
-                n_terms += en.n
-        plan.items = <LaneItem*>malloc(n_items * sizeof(LaneItem) + 1)
+                for opi in range(_n_operands(en)):
+                    if shared_read[_operand_slot(t, en, opi)]:
+                        return NULL
+            elif e == E - 1:
+                if n_items == cap:
+                    return NULL          # more than a share: the examples' items differ
+                plan.items[n_items].op = template_of[i]
+                plan.items[n_items].hi = t.program[p].hi
+                plan.items[n_items].lo = t.program[p].lo
+                n_items += 1
+            else:
+                pos = count2[e]
+                count2[e] += 1
+                if (pos >= n_items or plan.items[pos].op != template_of[i]
+                        or plan.items[pos].hi != t.program[p].hi or plan.items[pos].lo != t.program[p].lo):
+                    return NULL
+        for e in range(E - 1):
+            if count2[e] != n_items:
+                return NULL
         plan.ops = <LaneOp*>calloc(K + 1, sizeof(LaneOp))
         plan.terms = <LaneTerm*>malloc(n_terms * sizeof(LaneTerm) + 1)
         plan.jobs = <cm_lane_job*>malloc((n_jobs + n_rows) * sizeof(cm_lane_job) + 1)
@@ -542,56 +569,16 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         plan.scratch_at = plan.rows_at + n_rows * E
         plan.buf = <double*>cm_malloc_lines((plan.scratch_at + 2 * E) * sizeof(double))   # (written before read)
         plan.chain = <BwItem*>malloc(n_chain * sizeof(BwItem) + 1)
-        if plan.items == NULL or plan.ops == NULL or plan.terms == NULL or plan.jobs == NULL \
+        if plan.ops == NULL or plan.terms == NULL or plan.jobs == NULL \
                 or plan.buf == NULL or plan.chain == NULL:
             return NULL
-        # each example's items must be example 0's, in the same order
-        pos = 0
-        for p in range(first_lane, last_lane + 1):
-            i = t.program[p].entry
-            if entry_owner[i] == 0:
-                plan.items[pos].op = template_of[i]
-                plan.items[pos].hi = t.program[p].hi
-                plan.items[pos].lo = t.program[p].lo
-                pos += 1
-        memset(count, 0, E * sizeof(int32_t))
-        for p in range(first_lane, last_lane + 1):
-            i = t.program[p].entry
-            e = entry_owner[i]
-            if e <= 0:
-                continue
-            pos = count[e]
-            count[e] += 1
-            if (pos >= n_items or plan.items[pos].op != template_of[i]
-                    or plan.items[pos].hi != t.program[p].hi or plan.items[pos].lo != t.program[p].lo):
-                return NULL
-        for e in range(1, E):
-            if count[e] != n_items:
-                return NULL
         # every check passed: from here on, t changes
         plan.E = E
         plan.n_ops = K
         plan.n_items = n_items
-        # slots: lane slot (template index i, example e) -> i * E + e; the others after
-        # (the shared slots in the order example 0 first reads them: a neuron's weights
-        # side by side; the rest after)
-        pos = T * E
-        for s in range(n):
-            new_slot[s] = <int32_t>(loc[s] * E + owner[s]) if owner[s] >= 0 else -1
-        for i in range(t.n_entries):
-            if entry_owner[i] == 0:
-                en = &t.entries[i]
-                for opi in range(_n_operands(en)):
-                    s = _operand_slot(t, en, opi)
-                    if new_slot[s] < 0:
-                        new_slot[s] = <int32_t>pos
-                        pos += 1
-        for s in range(n):
-            if new_slot[s] < 0:
-                new_slot[s] = <int32_t>pos
-                pos += 1
         # entries: the rest that does not read the examples' results, the examples (e-major),
         # then what does
+        n_before = 0
         for i in range(t.n_entries):
             if entry_owner[i] >= 0:
                 continue
@@ -600,21 +587,20 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                 s = _operand_slot(t, en, opi)
                 if owner[s] >= 0 or (entry_of[s] >= 0 and needs_lanes[entry_of[s]]):
                     needs_lanes[i] = 1
-        pos = 0
-        for i in range(t.n_entries):
-            if entry_owner[i] < 0 and not needs_lanes[i]:
-                new_entry[i] = <int32_t>pos
-                pos += 1
-        plan.entry_start = pos
+            n_before += not needs_lanes[i]
+        plan.entry_start = n_before
+        plan.entry_stop = n_before + E * K
+        pos = 0                        # (the rest before the examples)
+        after = plan.entry_stop        # (the rest after them)
         for i in range(t.n_entries):
             if entry_owner[i] >= 0:
-                new_entry[i] = <int32_t>(plan.entry_start + entry_owner[i] * K + template_of[i])
-        pos = plan.entry_start + E * K
-        plan.entry_stop = pos
-        for i in range(t.n_entries):
-            if entry_owner[i] < 0 and needs_lanes[i]:
+                new_entry[i] = <int32_t>(n_before + entry_owner[i] * K + template_of[i])
+            elif not needs_lanes[i]:
                 new_entry[i] = <int32_t>pos
                 pos += 1
+            else:
+                new_entry[i] = <int32_t>after
+                after += 1
         # the program keeps its order (the scalar replay stops where micrograd would if a
         # rule raises); the lane backward runs the chain's items from a copy
         plan.prog_start = first_lane
