@@ -675,10 +675,18 @@ cdef bint _renumber_terms(Tape* t, const int32_t* new, Py_ssize_t start, Py_ssiz
 
 
 cdef void _permute_entries(Tape* t, int32_t* new) noexcept nogil:
-    """Move entry i to new[i], in place, following the permutation's cycles (new is
-    left marked)."""
+    """Move entry i to new[i]: into a fresh array (reads in order, writes that do not
+    wait on each other), or without the memory for one, in place along the
+    permutation's cycles (new is then left marked)."""
     cdef Py_ssize_t start, k, i
     cdef Entry moving, displaced
+    cdef Entry* moved = NULL if _move_in_place else <Entry*>malloc(t.cap_entries * sizeof(Entry) + 1)
+    if moved != NULL:
+        for i in range(t.n_entries):
+            moved[new[i]] = t.entries[i]
+        free(t.entries)
+        t.entries = moved
+        return
     for start in range(t.n_entries):
         if new[start] < 0:
             continue

@@ -626,17 +626,18 @@ cdef void _renumber_slots(Tape* t, int32_t* new, bint terms_done=False) noexcept
     for i in range(t.n_shown):
         t.shown_slots[i] = new[t.shown_slots[i]]
     t.out_slot = new[t.out_slot]
-    if _slots_move_in_place or not _move_slots_to_new_arrays(t, new):
+    if _move_in_place or not _move_slots_to_new_arrays(t, new):
         _move_slots_in_place(t, new)
 
 
-cdef bint _slots_move_in_place = False   # tests: the fallback, as when memory is short
+cdef bint _move_in_place = False   # tests: the fallback, as when memory is short
 
 
-def _set_slots_move_in_place(bint on):
-    """Tests: make recordings move slots in place, as they do when memory is short."""
-    global _slots_move_in_place
-    _slots_move_in_place = on
+def _set_move_in_place(bint on):
+    """Tests: make recordings move slots and entries in place, as they do when memory
+    is short."""
+    global _move_in_place
+    _move_in_place = on
 
 
 cdef bint _move_slots_to_new_arrays(Tape* t, const int32_t* new) noexcept nogil:

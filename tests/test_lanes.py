@@ -73,18 +73,18 @@ def _train(engine, loss_fn, *, lanes, threads, steps=6, n=40, activation="relu",
 
 
 @pytest.mark.parametrize("lanes", [True, False])
-def test_slots_moved_in_place_give_the_same_bits(lanes):
-    """A recording moves its slots into a new order (runs, lanes) in fresh arrays, or in
-    place when memory for them is short: both give the same replay."""
+def test_slots_and_entries_moved_in_place_give_the_same_bits(lanes):
+    """A recording moves its slots (runs, lanes) and entries (lanes) into a new order in
+    fresh arrays, or in place when memory for them is short: both give the same replay."""
     from conftest import ENGINES
 
     compiled = ENGINES["cython"]
     want = _train(compiled, _hinge, lanes=lanes, threads=1)
-    compiled.engine._set_slots_move_in_place(True)
+    compiled.engine._set_move_in_place(True)
     try:
         got = _train(compiled, _hinge, lanes=lanes, threads=1)
     finally:
-        compiled.engine._set_slots_move_in_place(False)
+        compiled.engine._set_move_in_place(False)
     assert got == want
 
 
