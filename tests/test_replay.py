@@ -233,6 +233,39 @@ def test_function_nodes_replay(engine):
         assert (value, w.grad) == (fresh.data, w2.grad)
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+def test_function_nodes_between_neurons_replay(engine, activation):
+    """Neurons whose activations feed Function nodes and read their results (the
+    compiled engine folds each activation into its neuron's fused sum, Functions or
+    not): every replay, and a second backward without a forward, equals building anew."""
+    V = engine.Value
+    ws = [[V(0.3 * k - 0.2 * j) for j in range(3)] for k in range(4)]
+
+    def build(xs):
+        act = [getattr(engine.engine.weighted_sum(ws[k], xs, ws[k][0]), activation)() for k in range(3)]
+        cubes = [Cube.apply(a) for a in act]
+        return getattr(engine.engine.weighted_sum(ws[3], cubes, ws[3][1]), activation)() + act[1]
+
+    xs = [V(0.5), V(-0.25), V(1.5)]
+    g = cmicrograd.compile(build(xs))
+    params = [w for row in ws for w in row]
+    for inputs in ([0.1, 0.2, -0.3], [-1.5, 0.75, 0.4], [0.9, -0.6, 0.05]):
+        for x, d in zip(xs, inputs):
+            x.data = d
+        for w in params:
+            w.grad = 0.0
+        value = g.forward()
+        g.backward()
+        g.backward()
+        got = [P.bits(value)] + [P.bits(w.grad) for w in params]
+        for w in params:
+            w.grad = 0.0
+        fresh = build([V(d) for d in inputs])
+        fresh.backward()
+        fresh.backward()
+        assert got == [P.bits(fresh.data)] + [P.bits(w.grad) for w in params]
+
+
 def test_minibatches_reuse_one_recording(engine):
     X, y = make_moons(40, 0.1, seed=7)
     model = _moons_model(engine, seed=4)
