@@ -333,9 +333,9 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
             for i in range(roots[e], roots[e] + S):
                 owner[i] = <int32_t>e
                 loc[i] = <int32_t>(i - roots[e])
-        # example 1's fused sums' terms: one block if they are consecutive (the walk gives
-        # an example's sums their terms one after the other); then every example's
-        # terms are compared with them in one pass over the block, not sum by sum
+        # example 1's fused sums' terms: the walk gives an example's sums their terms one
+        # after the other, so they are one block (or the batch is not as _try_chain
+        # expects); every example's terms are compared with it in one pass, not sum by sum
         tb1 = -1
         tend = n_terms = 0
         for k in range(r1 - K + 1, r1 + 1):
@@ -345,8 +345,8 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                 tb1 = en1.b if tb1 < 0 else min(tb1, en1.b)
                 tend = max(tend, en1.b + en1.n)
         if tb1 >= 0 and tend - tb1 != n_terms:
-            tb1 = -1
-        # example e >= 2 against example 1, operand by operand
+            return NULL
+        # example e >= 2 against example 1, operand by operand; its terms as a block
         for e in range(2, E):
             delta = roots[e] - roots[1]
             m = entry_of[roots[e]] - entry_of[roots[1]]
@@ -361,10 +361,6 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                     return NULL
                 if en.code != DOT:
                     if not _same_slot(en.b, en1.b, delta, base1, S):
-                        return NULL
-                elif tb1 < 0:
-                    if not (cm_same_slots(&t.tw[en.b], &t.tw[en1.b], en.n, delta, b1, b1 + S)
-                            and cm_same_slots(&t.tx[en.b], &t.tx[en1.b], en.n, delta, b1, b1 + S)):
                         return NULL
                 elif not shifted:
                     tdelta = en.b - en1.b
@@ -438,8 +434,8 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                         Py_ssize_t block) noexcept nogil:
     """Check the program's order, then renumber slots (lane slot i of example e at
     i * E + e), reorder entries (the rest, the examples e-major, what needs them), and
-    describe the template and the sum's chain. tb1, block: example 1's terms, if they
-    are one block (tb1 >= 0; see _try_chain).
+    describe the template and the sum's chain. tb1, block: example 1's block of terms
+    (tb1 < 0: none; see _try_chain).
     NULL (t unchanged) if the program's order does not allow lanes."""
     cdef Py_ssize_t i, e, k, j, p, n = t.n_slots, pos, first_lane = -1, last_lane = -1
     cdef Py_ssize_t n_items, prev_e, n_terms, n_jobs, n_rows, n_chain, n_before, after, cap
@@ -636,10 +632,10 @@ cdef bint _renumber_terms(Tape* t, const int32_t* new, Py_ssize_t start, Py_ssiz
     moved, example e's K at start + e * K), by what _try_chain proved: example e reads
     its own copy of each lane slot example 1 reads, which now sits e - 1 further, and
     the same shared slots. So examples 0 and 1 (and the rest) look each term up, and
-    the examples after copy example 1's terms in one sequential pass (over each one's
-    block of terms when example 1's are one block, tb1 >= 0: block terms at tb1), which
-    costs less than a lookup per term (most of a batch's terms). False, nothing done,
-    if some term belongs to no fused sum."""
+    each example after copies example 1's block of terms (block terms at tb1; tb1 < 0:
+    the template has no fused sum) in one sequential pass, which costs less than a
+    lookup per term (most of a batch's terms). False, nothing done, if some term
+    belongs to no fused sum."""
     cdef Py_ssize_t i, j, e, k, total = 0, derived = start + 2 * K, stop = start + E * K
     cdef int32_t end = <int32_t>lane_slots
     cdef Entry* en
@@ -657,20 +653,13 @@ cdef bint _renumber_terms(Tape* t, const int32_t* new, Py_ssize_t start, Py_ssiz
                 t.tx[j] = new[t.tx[j]]
     if tb1 >= 0:
         k = 0
-        while t.entries[start + K + k].code != DOT:   # (a block: example 1 has a sum)
+        while t.entries[start + K + k].code != DOT:
             k += 1
         src = &t.entries[start + K + k]
         for e in range(2, E):
             en = &t.entries[start + e * K + k]
             cm_shifted(&t.tw[tb1 + en.b - src.b], &t.tw[tb1], block, <int32_t>(e - 1), end)
             cm_shifted(&t.tx[tb1 + en.b - src.b], &t.tx[tb1], block, <int32_t>(e - 1), end)
-        return True
-    for i in range(derived, stop):
-        en = &t.entries[i]
-        if en.code == DOT:
-            src = &t.entries[start + K + (i - start) % K]
-            cm_shifted(&t.tw[en.b], &t.tw[src.b], en.n, <int32_t>((i - start) // K - 1), end)
-            cm_shifted(&t.tx[en.b], &t.tx[src.b], en.n, <int32_t>((i - start) // K - 1), end)
     return True
 
 
