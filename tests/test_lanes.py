@@ -122,6 +122,50 @@ def test_lanes_equal_building_anew(engine):
     assert replayed == _nodes(fresh)
 
 
+@pytest.mark.parametrize("odd", ["weight", "input", "constant", "none"])
+def test_one_example_reading_another_term_is_no_lane(engine, odd):
+    """A batch whose examples are the same but for one term of one neuron of one
+    example (another weight, the example's other input, a constant): not a batch of
+    identical examples, so no lanes; every replay still equals building anew."""
+    V = engine.Value
+    ws = [[V(0.1 * k - 0.3 * j + 0.05) for j in range(3 if k < 4 else 5)] for k in range(5)]
+    other = V(0.75)
+    xs = [[V(0.2 * e - 1.0), V(0.5 - 0.1 * e)] for e in range(12)]
+
+    def build():
+        total = V(0.0)
+        for e, (x0, x1) in enumerate(xs):
+            hidden = []
+            for k in range(4):
+                w, terms = ws[k], [x0, x1]
+                if e == 9 and k == 2:
+                    if odd == "weight":
+                        w = [w[0], other, w[2]]
+                    elif odd == "input":
+                        terms = [x0, x0]
+                    elif odd == "constant":
+                        terms = [x0, 1.25]
+                hidden.append(engine.engine.weighted_sum(w[1:], terms, w[0]).relu())
+            total = total + (engine.engine.weighted_sum(ws[4][1:], hidden, ws[4][0]) - 0.5) ** 2
+        return total
+
+    params = [p for row in ws for p in row] + [other]
+    graph = cmicrograd.compile(build())
+    assert graph.lanes == (12 if engine.name == "cython" and odd == "none" else 0)
+    for scale in (1.0, -0.5):
+        for p in params:
+            p.data *= scale
+            p.grad = 0.0
+        value = graph.forward()
+        graph.backward()
+        got = [P.bits(value)] + [P.bits(p.grad) for p in params]
+        for p in params:
+            p.grad = 0.0
+        fresh = build()
+        fresh.backward()
+        assert got == [P.bits(fresh.data)] + [P.bits(p.grad) for p in params]
+
+
 def _lecture_mlp(Value, sizes):
     """The lecture's MLP, as programs write it: neurons summing sum(w*x, b), then tanh."""
     def neuron(nin):
