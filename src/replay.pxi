@@ -303,11 +303,6 @@ cdef class CompiledGraph:
             self.id = NO_TAPE
             raise MemoryError("too many compiled graphs alive at once (65,534): drop some")
         self.shares_leaves = False
-        for i in range(self.t.n_entries):
-            self._mark(self.t.node_of_slot[self.t.entries[i].out], self.t.hidden[self.t.entries[i].out])
-            if self.t.entries[i].act:
-                self._mark(self.t.node_of_slot[self.t.entries[i].act_out],
-                           self.t.hidden[self.t.entries[i].act_out])
         for i in range(self.t.n_leaves):
             leaf = self.t.leaf_nodes[i]
             if leaf.tape == NO_TAPE:
@@ -321,10 +316,16 @@ cdef class CompiledGraph:
             _leaf_lock = PyThread_allocate_lock()
             if _leaf_lock == NULL:
                 raise MemoryError("cannot make a lock")
-        for i in range(self.t.n_slots):   # the nodes stay alive as long as we hold them
-            node = self.t.node_of_slot[i]    # (the output through self.output, which the
-            if node != NULL and i != self.t.out_slot:   # GC sees: a cycle through it is freed)
-                Py_INCREF(<object>_obj(node))
+        # and hold every node (each slot's: an entry's, a fused sum's activation, a leaf),
+        # so that they stay alive as long as we do; the output through self.output, which
+        # the GC sees: a cycle through it is freed
+        for i in range(self.t.n_entries):
+            self._mark_and_hold(self.t.entries[i].out)
+            if self.t.entries[i].act:
+                self._mark_and_hold(self.t.entries[i].act_out)
+        for i in range(self.t.n_leaves):
+            if self.t.leaf_slots[i] != self.t.out_slot:
+                Py_INCREF(<object>_obj(self.t.leaf_nodes[i]))
         _n_recorded += 1
         _markings += 1
         self.recordings += 1
@@ -336,9 +337,13 @@ cdef class CompiledGraph:
         self.replayed = False
         return 0
 
-    cdef void _mark(self, Node* node, bint hidden) noexcept:
-        node.flags |= RECORDED | (HIDDEN if hidden else 0)
+    cdef inline void _mark_and_hold(self, int32_t s) noexcept:
+        """Mark the op node of slot s as recorded (and hidden), and take a reference."""
+        cdef Node* node = self.t.node_of_slot[s]
+        node.flags |= RECORDED | (HIDDEN if self.t.hidden[s] else 0)
         node.tape = self.id if node.tape == NO_TAPE else SHARED_TAPE
+        if s != self.t.out_slot:
+            Py_INCREF(<object>_obj(node))
 
     # ---- writing back and detaching -------------------------------------------------
     cdef void _write_back_hidden(self) noexcept:
