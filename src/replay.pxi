@@ -864,21 +864,29 @@ cdef Py_ssize_t _backward_with_lanes(Tape* t, bint full, int threads, int* err) 
                          t.tw, t.tx, t.dot_g1, t.sgrad, t.mgrad, full, err)
 
 
-cdef int _check_threads(object threads) except -1:
-    from cmicrograd._engines import check_threads
+# compile()'s argument checks are cmicrograd._engines' (the pure engine's too, so both
+# engines say the same), imported on first use (it may import this module) and kept,
+# not imported at every call.
+cdef object _engines_module = None
 
-    return check_threads(threads)
+
+cdef object _engines():
+    global _engines_module
+    if _engines_module is None:
+        from cmicrograd import _engines
+        _engines_module = _engines
+    return _engines_module
+
+
+cdef int _check_threads(object threads) except -1:
+    return _engines().check_threads(threads)
 
 
 cdef bint _check_lanes(object lanes) except -1:
-    from cmicrograd._engines import check_lanes
-
-    return check_lanes(lanes)
+    return _engines().check_lanes(lanes)
 
 
 cdef object _check_optimizer(object optimizer, type value_type):
     """optimizer, if it is None or a cmicrograd optimizer over Values of value_type."""
-    from cmicrograd._engines import check_optimizer
-
-    return check_optimizer(optimizer, value_type)
+    return _engines().check_optimizer(optimizer, value_type)
 
