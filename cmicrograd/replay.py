@@ -26,7 +26,7 @@ def compile(output: Any, optimizer: Any = None, *, threads: int = 1, lanes: bool
     ``threads`` threads; ``lanes=False`` replays it one node at a time. Every choice
     gives the same bits; the pure-Python engine accepts both and ignores them.
 
-    Recording costs about one eager build of the graph, so compiling pays from the
+    Recording costs less than one eager build of the graph, so compiling pays from the
     second step on.
     """
     try:

@@ -18,9 +18,9 @@
 #      consecutive (the array kernels of kernels.h then apply); group independent sums;
 #   3. with the GIL (replay.pxi): mark the recorded nodes and take a reference to each.
 #
-# A recording costs about one eager build of its graph: each node and each term is read
-# once, and the arrays of the last freed tape are reused (no fresh pages to fault in,
-# no copies while they grow), as the sort reuses its scratch buffers.
+# A recording costs less than one eager build of its graph: each node and each term is
+# read once, and the arrays of the last freed tape are reused (no fresh pages to fault
+# in, no copies while they grow), as the sort reuses its scratch buffers.
 
 cdef struct LanePlan       # lanes.pxi
 
