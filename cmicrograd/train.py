@@ -40,7 +40,7 @@ def compile_pays(steps: int) -> bool:
     """Whether a run of ``steps`` should record its graph on the first step and replay
     it: from 2 steps on. Recording costs less than one eager build of the graph (measured
     on the moons graph, MLP(2, [64, 64, 1]) and MLP(2, [200, 200, 1]) over 100 points:
-    0.72 to 0.97 builds; 0.89 on a 5,000-wide layer) and a replayed step a few percent
+    0.72 to 0.96 builds; 0.89 on a 5,000-wide layer) and a replayed step a few percent
     of an eager one, so the second step already pays for the recording (the README's
     Speed table, row 11). A single step is built and run eagerly."""
     return steps >= 2
