@@ -13,9 +13,10 @@
 #      relu/tanh/sigmoid right after a fused sum folded into the sum's entry); then
 #      decide which nodes Python still holds (shown) and which live only in the tape
 #      (hidden);
-#   2. without the GIL (arrays only): find a batch of identical examples and lay it out for the lane replay (lanes.pxi),
-#      or else renumber slots so that each fused sum's weights, and its inputs, are
-#      consecutive (the array kernels of kernels.h then apply); group independent sums;
+#   2. without the GIL (arrays only): find a batch of identical examples and lay it out
+#      for the lane replay (lanes.pxi), or else renumber slots so that each fused sum's
+#      weights, and its inputs, are consecutive (the array kernels of kernels.h then
+#      apply); group independent sums;
 #   3. with the GIL (replay.pxi): mark the recorded nodes and take a reference to each.
 #
 # A recording costs less than one eager build of its graph: each node and each term is
