@@ -445,7 +445,7 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
     cdef uint8_t* needs_lanes = NULL    # per entry outside the examples: reads their results
     cdef uint8_t* shared_read = NULL    # per slot: a shared slot the template reads
     cdef int32_t* count = NULL          # per example: its entries so far
-    cdef int32_t* count2 = NULL         # per example: its items so far
+    cdef int32_t* items_seen = NULL     # per example: its items so far
     cdef LanePlan* plan = NULL
     cdef Entry* en
     cdef int32_t s
@@ -463,7 +463,7 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
         free(new_slot); free(new_entry); free(template_of); free(needs_lanes); free(shared_read)
         free(count); free(plan)
         return NULL
-    count2 = count + E
+    items_seen = count + E
     try:
         # template positions
         for i in range(t.n_entries):
@@ -549,13 +549,13 @@ cdef LanePlan* _lay_out(Tape* t, Py_ssize_t E, Py_ssize_t K, Py_ssize_t T, int32
                 plan.items[n_items].lo = t.program[p].lo
                 n_items += 1
             else:
-                pos = count2[e]
-                count2[e] += 1
+                pos = items_seen[e]
+                items_seen[e] += 1
                 if (pos >= n_items or plan.items[pos].op != template_of[i]
                         or plan.items[pos].hi != t.program[p].hi or plan.items[pos].lo != t.program[p].lo):
                     return NULL
         for e in range(E - 1):
-            if count2[e] != n_items:
+            if items_seen[e] != n_items:
                 return NULL
         plan.ops = <LaneOp*>calloc(K + 1, sizeof(LaneOp))
         plan.terms = <LaneTerm*>malloc(n_terms * sizeof(LaneTerm) + 1)
