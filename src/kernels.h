@@ -1,4 +1,5 @@
-/* kernels.h -- the inner loops of a replay (replay.pxi) over contiguous arrays.
+/* kernels.h -- the inner loops of a replay (replay.pxi) over contiguous arrays, and two
+ * of the recording's (lanes.pxi) over slot numbers.
  *
  * A fused sum whose weights and inputs sit in consecutive slots runs these plain loops,
  * which compilers unroll and vectorize. They do exactly the floating-point operations
