@@ -202,6 +202,29 @@ def assert_same_run(got: Run, want: Run, engines: Tuple[Any, Any] = (None, None)
             assert g_topo == w_topo, "topological orders differ"
 
 
+def assert_replay_equals_building_anew(graph: Any, params: Sequence[Any], build: Any,
+                                       backwards: int = 1) -> None:
+    """A compiled graph's forward() and `backwards` backward()s give what building its
+    graph anew (``build()``, from the current leaves) and backpropagating it as often
+    give: the output and every parameter's grad, bit for bit (NaN payloads included).
+    The parameters' grads start at 0.0 on both sides."""
+    def exact(x: float) -> bytes:
+        return struct.pack("<d", x)
+
+    for p in params:
+        p.grad = 0.0
+    value = graph.forward()
+    for _ in range(backwards):
+        graph.backward()
+    got = [exact(value)] + [exact(p.grad) for p in params]
+    for p in params:
+        p.grad = 0.0
+    fresh = build()
+    for _ in range(backwards):
+        fresh.backward()
+    assert got == [exact(fresh.data)] + [exact(p.grad) for p in params]
+
+
 # ---- plain-random programs (the fuzz run; hypothesis builds its own in test_parity) --
 def random_number(rng: random.Random, extreme: bool = True) -> float:
     r = rng.random()

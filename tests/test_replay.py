@@ -252,18 +252,8 @@ def test_function_nodes_between_neurons_replay(engine, activation):
     for inputs in ([0.1, 0.2, -0.3], [-1.5, 0.75, 0.4], [0.9, -0.6, 0.05]):
         for x, d in zip(xs, inputs):
             x.data = d
-        for w in params:
-            w.grad = 0.0
-        value = g.forward()
-        g.backward()
-        g.backward()
-        got = [P.bits(value)] + [P.bits(w.grad) for w in params]
-        for w in params:
-            w.grad = 0.0
-        fresh = build([V(d) for d in inputs])
-        fresh.backward()
-        fresh.backward()
-        assert got == [P.bits(fresh.data)] + [P.bits(w.grad) for w in params]
+        P.assert_replay_equals_building_anew(g, params, lambda: build([V(d) for d in inputs]),
+                                             backwards=2)
 
 
 def test_minibatches_reuse_one_recording(engine):

@@ -35,6 +35,7 @@ from cmicrograd.function import Function
 from cmicrograd.losses import hinge_loss, l2_regularization
 from cmicrograd.optim import SGD
 
+import programs as P
 from chunks import values_held
 
 pytestmark = pytest.mark.skipif(
@@ -185,14 +186,7 @@ def _assert_replay_is_exact(model, step, build) -> None:
     """A replay of step now gives what building its graph anew (``build()``, from the
     current parameters) and backpropagating it gives: the loss and every parameter's
     grad, bit for bit."""
-    got = _bits(step.forward())
-    model.zero_grad()
-    step.backward()
-    got_grads = [_bits(p.grad) for p in model.parameters()]
-    loss = build()
-    model.zero_grad()
-    loss.backward()
-    assert (got, got_grads) == (_bits(loss.data), [_bits(p.grad) for p in model.parameters()])
+    P.assert_replay_equals_building_anew(step, model.parameters(), build)
 
 
 def _replay_training(model, step, steps: int = 15) -> list[int]:
