@@ -36,6 +36,12 @@ cdef inline DotBuffer* _dot_buffer(Node* node) noexcept nogil:
     return <DotBuffer*>node.b
 
 
+cdef inline Node** _weights_of(DotBuffer* buf) noexcept nogil:
+    """buf.w, found from buf's address alone (the arrays follow the header): a reader
+    need not wait for the header to start loading the terms."""
+    return <Node**>(<char*>buf + sizeof(DotBuffer))
+
+
 cdef DotBuffer* _new_buffer(Py_ssize_t n) except NULL:
     cdef DotBuffer* buf = <DotBuffer*>PyMem_Malloc(
         sizeof(DotBuffer) + n * (2 * sizeof(Node*) + 6 * sizeof(double)))
@@ -44,7 +50,7 @@ cdef DotBuffer* _new_buffer(Py_ssize_t n) except NULL:
         raise MemoryError()
     buf.n = n
     buf.n_const = 0
-    buf.w = <Node**>(<char*>buf + sizeof(DotBuffer))
+    buf.w = _weights_of(buf)
     buf.x = buf.w + n
     d = <double*>(buf.x + n)
     buf.c, buf.cgrad, buf.m, buf.mgrad, buf.s, buf.sgrad = d, d + n, d + 2 * n, d + 3 * n, d + 4 * n, d + 5 * n

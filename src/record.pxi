@@ -349,7 +349,7 @@ cdef int _visit_sum(Tape* t, Node* node, NodeArray* arr) except -1:
     and their pending operands and step ranges are pushed in a second pass, in the
     order the sort needs (last term first)."""
     cdef DotBuffer* buf = _dot_buffer(node)
-    cdef Node** W = <Node**>(<char*>buf + sizeof(DotBuffer))    # (buf.w: see _new_buffer)
+    cdef Node** W = _weights_of(buf)
     cdef Py_ssize_t n = buf.n, j, hi = n - 1, base = t.n_terms
     cdef Py_ssize_t cap = _capacity(t.cap_terms, base + n)
     cdef int32_t slot = <int32_t>node.scratch
