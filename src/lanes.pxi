@@ -253,9 +253,9 @@ cdef Py_ssize_t _next_chain(Tape* t, int32_t* entry_of, int32_t* succ, uint8_t* 
 cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                           int32_t* entry_of, int32_t* succ) noexcept nogil:
     """The lane plan of the sum whose chain starts at entry chain_start, or NULL."""
-    cdef Py_ssize_t n = t.n_slots, E = 0, K, S, e, i, j, k, m, opi, r1, base1
+    cdef Py_ssize_t n = t.n_slots, E = 0, K, S, e, i, j, k, m, opi, r1
     cdef Py_ssize_t tb1, tend, n_terms, tdelta = 0
-    cdef int32_t b1
+    cdef int32_t base1                 # example 1's first slot
     cdef bint shifted
     cdef int32_t* roots = <int32_t*>malloc((chain_len + 1) * sizeof(int32_t))
     cdef int32_t* owner = NULL         # per slot: its example, -2 shared, -1 neither
@@ -300,7 +300,7 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
         for e in range(E):
             if entry_of[roots[e]] < 0 or (e >= 1 and roots[e] != roots[1] + (e - 1) * S):
                 return NULL
-        base1 = b1 = roots[1]
+        base1 = roots[1]
         K = 0
         while r1 - K >= 0 and base1 <= t.entries[r1 - K].out < base1 + S:
             K += 1
@@ -368,8 +368,8 @@ cdef LanePlan* _try_chain(Tape* t, Py_ssize_t chain_start, Py_ssize_t chain_len,
                 elif en.b - en1.b != tdelta:
                     return NULL          # its terms are not example 1's block, moved
             if shifted and not (
-                    cm_same_slots(&t.tw[tb1 + tdelta], &t.tw[tb1], n_terms, delta, b1, b1 + S)
-                    and cm_same_slots(&t.tx[tb1 + tdelta], &t.tx[tb1], n_terms, delta, b1, b1 + S)):
+                    cm_same_slots(&t.tw[tb1 + tdelta], &t.tw[tb1], n_terms, delta, base1, base1 + S)
+                    and cm_same_slots(&t.tx[tb1 + tdelta], &t.tx[tb1], n_terms, delta, base1, base1 + S)):
                 return NULL
         # example 0 against example 1: its slots by a map; what example 1 reads outside
         # its block must be a leaf example 0 reads at the same place (shared)
